@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# test.sh — every tvdb test, from a fresh Debian 12 machine: installs what is
+# missing, builds, starts a throwaway cluster, runs pg_regress (sql/,
+# expected/), the isolation specs (specs/) and pgTAP (test/), stops the
+# cluster.  Exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$TVDB_ROOT"
+
+tvdb_install_deps
+tvdb_build
+trap tvdb_cluster_stop EXIT
+tvdb_cluster_start
+
+failed=0
+echo "== pg_regress and isolation"
+rm -rf results output_iso regression.diffs
+if ! make -s installcheck; then
+    failed=1
+    for f in regression.diffs output_iso/regression.diffs; do
+        [ -f "$f" ] && { echo "---- $f"; cat "$f"; }
+    done
+fi
+
+echo "== pgTAP"
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS tvdb_tap" -c "CREATE DATABASE tvdb_tap"
+psql -X -q -v ON_ERROR_STOP=1 -d tvdb_tap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink" -c "CREATE EXTENSION tvdb CASCADE"
+pg_prove -d tvdb_tap --ext .sql -r test/ || failed=1
+
+if [ $failed -ne 0 ]; then echo "FAILED"; exit 1; fi
+echo "all tests passed"

@@ -1,0 +1,66 @@
+/*
+ * tvdb.h — declarations shared by the tvdb extension's C files:
+ * the job statuses, the transition table, tvdb's own SQLSTATEs and GUCs.
+ */
+#ifndef TVDB_H
+#define TVDB_H
+
+#include "postgres.h"
+#include "fmgr.h"
+
+/*
+ * tvdb's own SQLSTATEs, class "TV" (implementation-defined classes start
+ * with I-Z).  Listed in the README; never reuse or renumber.
+ */
+#define ERRCODE_TVDB_INVALID_TRANSITION MAKE_SQLSTATE('T','V','0','0','1')
+#define ERRCODE_TVDB_UNKNOWN_STATUS     MAKE_SQLSTATE('T','V','0','0','2')
+#define ERRCODE_TVDB_TRANSITION_CONFLICT MAKE_SQLSTATE('T','V','0','0','3')
+#define ERRCODE_TVDB_JOB_NOT_FOUND      MAKE_SQLSTATE('T','V','0','0','4')
+
+/* The job statuses, in pipeline order; the failure states come last. */
+typedef enum TvdbStatus
+{
+	TVDB_UPLOADED = 0,
+	TVDB_PARSE_QUEUED,
+	TVDB_PARSED,
+	TVDB_CHUNKING,
+	TVDB_CHUNKS_STORED,
+	TVDB_EMBEDDING_QUEUED,
+	TVDB_EMBEDDING_IN_PROGRESS,
+	TVDB_EMBEDDINGS_STORED,
+	TVDB_COMPLETE,
+	TVDB_FAILED_PARSE,
+	TVDB_FAILED_CHUNKING,
+	TVDB_FAILED_EMBEDDING,
+	TVDB_NUM_STATUSES
+} TvdbStatus;
+
+#define TVDB_INITIAL_STATUS TVDB_UPLOADED
+#define TVDB_NO_STATUS ((TvdbStatus) -1)
+
+/* One allowed edge and the event it writes. */
+typedef struct TvdbEdge
+{
+	TvdbStatus	from;			/* TVDB_NO_STATUS: job creation */
+	TvdbStatus	to;
+	const char *type;			/* stage_started / stage_done / stage_error */
+	const char *severity;		/* info / warn / error */
+	const char *code;			/* <stage>_<what> */
+	bool		is_retry;		/* counts as a new attempt */
+} TvdbEdge;
+
+/* statemachine.c */
+extern const char *tvdb_status_name(TvdbStatus s);
+extern TvdbStatus tvdb_status_lookup(const char *name);
+extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
+extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
+extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
+
+/* events.c: detail handed from tvdb.transition() to the event trigger */
+extern void tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb);
+extern void tvdb_clear_pending_detail(void);
+
+/* tvdb.c: GUCs */
+extern int	tvdb_max_upload_bytes;
+
+#endif							/* TVDB_H */
