@@ -12,9 +12,10 @@ DATA_built  = $(INSTALL_SQL)
 DATA        = $(wildcard sql/*--*--*.sql)
 
 # pg_regress: every sql/*.sql except the extension scripts.
-REGRESS = $(filter-out $(EXTENSION)--%,$(basename $(notdir $(wildcard sql/*.sql))))
-REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+REGRESS = $(sort $(filter-out $(EXTENSION)--%,$(basename $(notdir $(wildcard sql/*.sql)))))
+REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto --load-extension=tvdb
 ISOLATION = $(basename $(notdir $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=tvdb
 
 PG_CPPFLAGS = -DTVDB_VERSION='"$(EXTVERSION)"' -Wall -Wextra -Werror \
               -Wno-unused-parameter -Wno-missing-field-initializers

@@ -180,7 +180,7 @@ tvdb_transition(PG_FUNCTION_ARGS)
 	keep_plan(&read_plan,
 			  "SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = $1",
 			  1, read_types);
-	rc = SPI_execute_plan(read_plan, &job_id, NULL, true, 1);
+	rc = SPI_execute_plan(read_plan, &job_id, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "job lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
