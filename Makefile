@@ -4,7 +4,7 @@ EXTENSION  = tvdb
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" tvdb.control)
 
 MODULE_big = tvdb
-OBJS = src/tvdb.o src/statemachine.o src/events.o src/api.o
+OBJS = src/tvdb.o src/statemachine.o src/events.o src/api.o src/hmac.o src/webhook.o
 
 # The install script is assembled from the files in sql/install, in name order.
 INSTALL_SQL = sql/$(EXTENSION)--$(EXTVERSION).sql

@@ -7,7 +7,7 @@ export PG_CONFIG=$PGBIN/pg_config
 TVDB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 APT_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-              libcurl4-openssl-dev pgtap make gcc"
+              libcurl4-openssl-dev libmicrohttpd-dev libpq-dev pgtap make gcc curl"
 
 tvdb_install_deps() {
     local missing=()

@@ -10,7 +10,8 @@ cd "$TVDB_ROOT"
 tvdb_install_deps
 tvdb_build
 trap tvdb_cluster_stop EXIT
-tvdb_cluster_start
+# Webhook tests in other sessions (pgTAP, tvdb-webhookd) sign with these.
+tvdb_cluster_start "tvdb.webhook_secrets = 'tvdb-test-secret,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'"
 
 failed=0
 echo "== pg_regress and isolation"

@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 #include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 
 /*
  * tvdb's own SQLSTATEs, class "TV" (implementation-defined classes start
@@ -60,7 +62,14 @@ extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 extern void tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb);
 extern void tvdb_clear_pending_detail(void);
 
+/* hmac.c */
+extern List *tvdb_configured_webhook_secrets(void);
+extern bool tvdb_verify_signature(bytea *body, Jsonb *headers, List *secrets);
+
 /* tvdb.c: GUCs */
 extern int	tvdb_max_upload_bytes;
+extern char *tvdb_webhook_secrets;
+extern int	tvdb_webhook_tolerance;
+extern int	tvdb_webhook_max_bytes;
 
 #endif							/* TVDB_H */

@@ -41,6 +41,7 @@ CREATE TABLE upload_pipeline.upload_jobs (
     parse_job_id      text,
     parsed_path       text,
     parsed_sha256     text CHECK (parsed_sha256 ~ '^[0-9a-f]{64}$'),
+    next_poll_at      timestamptz,
     lease_owner       text,
     lease_expires_at  timestamptz,
     status_changed_at timestamptz NOT NULL DEFAULT now(),
@@ -49,6 +50,7 @@ CREATE TABLE upload_pipeline.upload_jobs (
 );
 COMMENT ON TABLE upload_pipeline.upload_jobs IS 'one pipeline job per document; status changes are checked by C triggers';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.attempts IS 'the current attempt: 1, plus one for every retry edge taken';
+COMMENT ON COLUMN upload_pipeline.upload_jobs.next_poll_at IS 'when the parse result is next due to be fetched (a webhook hint makes it due now)';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.lease_expires_at IS 'a worker''s claim on the job lapses at this time';
 
 -- The queue: only jobs that still have work are indexed, so finished jobs
@@ -59,6 +61,8 @@ CREATE INDEX upload_jobs_claimable_idx ON upload_pipeline.upload_jobs (status, l
 CREATE INDEX upload_jobs_retry_due_idx ON upload_pipeline.upload_jobs (next_retry_at)
     WHERE status IN ('failed_parse', 'failed_chunking', 'failed_embedding')
       AND next_retry_at IS NOT NULL;
+CREATE INDEX upload_jobs_parse_job_idx ON upload_pipeline.upload_jobs (parse_job_id)
+    WHERE parse_job_id IS NOT NULL;
 CREATE INDEX upload_jobs_document_idx ON upload_pipeline.upload_jobs (document_id);
 CREATE INDEX upload_jobs_correlation_idx ON upload_pipeline.upload_jobs (correlation_id);
 

@@ -1,0 +1,189 @@
+-- tvdb.handle_llamaparse_webhook(): every outcome of a LlamaParse callback,
+-- through SQL.  Signatures are made with pgcrypto's hmac().
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET tvdb.webhook_secrets = 'regress-secret';
+
+CREATE FUNCTION pg_temp.signed(body text, extra jsonb DEFAULT '{}') RETURNS jsonb
+LANGUAGE sql AS $$
+  SELECT jsonb_build_object('X-Webhook-Signature',
+           'sha256=' || encode(hmac(convert_to(body, 'UTF8'), 'regress-secret', 'sha256'), 'hex')) || extra
+$$;
+-- The replaced system's callback payload for a job.
+CREATE FUNCTION pg_temp.payload(job uuid, cb_status text, content text DEFAULT '# Title' || chr(10) || 'Body text.',
+                                meta jsonb DEFAULT '{"parser_name": "llamaparse", "parser_version": "0.5.1"}')
+RETURNS text LANGUAGE sql AS $$
+  SELECT jsonb_build_object('job_id', j.job_id, 'document_id', j.document_id,
+           'parse_job_id', 'pj-' || left(j.job_id::text, 8), 'correlation_id', j.correlation_id,
+           'status', cb_status, 'meta', meta,
+           'artifacts', CASE WHEN cb_status = 'parsed' THEN jsonb_build_array(jsonb_build_object(
+              'type', 'markdown', 'content', content,
+              'sha256', encode(sha256(convert_to(content, 'UTF8')), 'hex'),
+              'bytes', octet_length(convert_to(content, 'UTF8')))) END)::text
+  FROM upload_pipeline.upload_jobs j WHERE j.job_id = job
+$$;
+-- Deliver a body signed correctly, show the reply without ids.
+CREATE FUNCTION pg_temp.deliver(body text, extra jsonb DEFAULT '{}') RETURNS text
+LANGUAGE sql AS $$
+  SELECT regexp_replace(concat_ws(' ', r->>'http_status', r->>'result', r->>'detail',
+                                  CASE WHEN r ? 'duplicate' THEN '(duplicate)' END),
+                        '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'g')
+  FROM tvdb.handle_llamaparse_webhook(convert_to(body, 'UTF8'), pg_temp.signed(body, extra)) AS r
+$$;
+-- Rows written since this file started (other tests share the database).
+CREATE TEMP VIEW totals AS
+  SELECT (SELECT count(*) FROM upload_pipeline.blobs) AS blobs,
+         (SELECT count(*) FROM upload_pipeline.events) AS events,
+         (SELECT count(*) FROM upload_pipeline.webhook_deliveries) AS deliveries;
+CREATE TEMP TABLE start AS SELECT * FROM totals;
+CREATE TEMP VIEW counts AS
+  SELECT t.blobs - s.blobs AS blobs, t.events - s.events AS events,
+         t.deliveries - s.deliveries AS deliveries FROM totals t, start s;
+
+SELECT tvdb.upload('report.pdf', 'pdf bytes') AS job \gset
+SELECT tvdb.transition(:'job', 'parse_queued');
+SELECT * FROM counts;
+
+-- Bad or missing signature: 401, a security event without the payload, no change.
+SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed'), 'UTF8'), '{}');
+SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed'), 'UTF8'),
+         '{"X-Webhook-Signature": "sha256=0000000000000000000000000000000000000000000000000000000000000000"}');
+SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed'), 'UTF8'),
+         pg_temp.signed(pg_temp.payload(:'job', 'parsed') || ' '));
+SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed'), 'UTF8'), NULL)->>'http_status' AS null_headers;
+SELECT type, severity, code, job_id, payload FROM upload_pipeline.events
+WHERE type = 'security' ORDER BY seq;
+SELECT status, parsed_path FROM upload_pipeline.upload_jobs WHERE job_id = :'job';
+SELECT * FROM counts;
+
+-- Malformed bodies: 400 naming the problem, nothing written.
+SELECT pg_temp.deliver(b) FROM unnest(ARRAY[
+  '{"job_id": ', 'not json', '[1, 2]', '"a string"', '{}',
+  '{"job_id": 42, "document_id": "x", "status": "parsed"}',
+  '{"job_id": "not-a-uuid", "document_id": "x", "status": "parsed"}']) AS b;
+SELECT pg_temp.deliver(regexp_replace(pg_temp.payload(:'job', 'parsed'), '"status": "parsed"', '"status": "done"'));
+SELECT pg_temp.deliver((pg_temp.payload(:'job', 'parsed')::jsonb - 'document_id')::text);
+SELECT pg_temp.deliver((pg_temp.payload(:'job', 'parsed')::jsonb - 'artifacts')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{artifacts,0,type}', '"text"')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{artifacts,0,sha256}',
+         to_jsonb(repeat('ab', 32)))::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{artifacts,0,bytes}', '3')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{artifacts,0,bytes}', '"20"')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{meta}', '"llamaparse"')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{correlation_id}',
+         to_jsonb(gen_random_uuid()))::text);
+-- Not UTF-8 (signed over the raw bytes).
+SELECT r->>'http_status' AS status, r->>'detail' LIKE 'body is not valid UTF-8 JSON%' AS says_why
+FROM tvdb.handle_llamaparse_webhook('\xff7b7d'::bytea,
+       jsonb_build_object('X-Webhook-Signature', 'sha256=' || encode(hmac('\xff7b7d'::bytea, 'regress-secret', 'sha256'), 'hex'))) AS r;
+SELECT tvdb.handle_llamaparse_webhook(NULL, '{}');
+SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = :'job';
+SELECT * FROM counts;
+
+-- Unknown job: 404.  A job of another document: 400.
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{job_id}',
+         '"00000000-0000-4000-8000-000000000000"')::text);
+SELECT pg_temp.deliver(jsonb_set(pg_temp.payload(:'job', 'parsed')::jsonb, '{document_id}',
+         to_jsonb(gen_random_uuid()))::text);
+
+-- A body above tvdb.webhook_max_bytes: 413 before parsing or verifying.
+SET tvdb.webhook_max_bytes = 64;
+SELECT tvdb.handle_llamaparse_webhook(convert_to(repeat('x', 65), 'UTF8'), '{}');
+SELECT pg_temp.deliver(repeat(' ', 64) || 'x')  AS just_over;
+RESET tvdb.webhook_max_bytes;
+SELECT * FROM counts;
+
+-- Atomic: when applying fails midway, nothing of it remains.
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'event store unavailable'; END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON upload_pipeline.events
+  FOR EACH ROW WHEN (NEW.code = 'parse_completed') EXECUTE FUNCTION pg_temp.refuse();
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'parsed'));
+DROP TRIGGER refuse ON upload_pipeline.events;
+SELECT status, parsed_path, parsed_sha256, parse_job_id FROM upload_pipeline.upload_jobs WHERE job_id = :'job';
+SELECT * FROM counts;
+
+-- The genuine callback: markdown stored, job parsed, one event with parser details.
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'parsed'));
+SELECT j.status, j.parsed_path = 'storage://parsed/' || j.document_id || '/' || j.job_id || '.md' AS path_ok,
+       j.parsed_sha256 = b.sha256 AS sha_ok, j.parse_job_id = 'pj-' || left(j.job_id::text, 8) AS parse_job_ok,
+       convert_from(b.content, 'UTF8') AS markdown, b.content_type, b.size_bytes
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.blobs b ON b.path = j.parsed_path
+WHERE j.job_id = :'job';
+SELECT from_status, to_status, type, code, payload - 'parse_job_id' AS payload
+FROM upload_pipeline.events WHERE job_id = :'job' ORDER BY seq DESC LIMIT 1;
+SELECT * FROM counts;
+
+-- The same delivery again: 200, duplicate, nothing written.
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'parsed'));
+SELECT * FROM counts;
+
+-- Too late: another result, or a failure, after parsing: 409 with an event.
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'parsed', '# Other'));
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'failed', NULL, '{"error": "timeout"}'));
+SELECT tvdb.transition(:'job', 'chunking');
+SELECT pg_temp.deliver(pg_temp.payload(:'job', 'parsed', '# Other'));
+SELECT code, severity, payload FROM upload_pipeline.events
+WHERE job_id = :'job' AND code = 'parse_webhook_conflict' ORDER BY seq;
+SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = :'job';
+
+-- A failure: failed_parse with last_error and an error event; again: duplicate.
+SELECT tvdb.upload('broken.pdf', 'junk') AS job2 \gset
+SELECT pg_temp.deliver(pg_temp.payload(:'job2', 'failed', NULL, '{"error": "unsupported file"}'));
+SELECT tvdb.transition(:'job2', 'parse_queued');
+SELECT pg_temp.deliver(pg_temp.payload(:'job2', 'failed', NULL, '{"error": "unsupported file"}'));
+SELECT status, last_error FROM upload_pipeline.upload_jobs WHERE job_id = :'job2';
+SELECT to_status, type, severity, code, payload - 'parse_job_id' AS payload
+FROM upload_pipeline.events WHERE job_id = :'job2' ORDER BY seq DESC LIMIT 1;
+SELECT pg_temp.deliver(pg_temp.payload(:'job2', 'failed', NULL, '{"error": "unsupported file"}'));
+SELECT pg_temp.deliver(pg_temp.payload(:'job2', 'failed', NULL, '{"error": "another reason"}'));
+-- A replay of that old failure after the job was retried is not applied again.
+SELECT tvdb.transition(:'job2', 'parse_queued');
+SELECT pg_temp.deliver(pg_temp.payload(:'job2', 'failed', NULL, '{"error": "unsupported file"}'));
+SELECT status, attempts FROM upload_pipeline.upload_jobs WHERE job_id = :'job2';
+
+-- Standard Webhooks deliveries are recognised by webhook-id.
+SET tvdb.webhook_secrets = 'other-secret, whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+SELECT tvdb.upload('memo.txt', 'memo') AS job3 \gset
+SELECT tvdb.transition(:'job3', 'parse_queued');
+CREATE FUNCTION pg_temp.sw_deliver(body text, id text) RETURNS text LANGUAGE sql AS $$
+  SELECT concat_ws(' ', r->>'http_status', r->>'result', CASE WHEN r ? 'duplicate' THEN '(duplicate)' END)
+  FROM (SELECT extract(epoch FROM clock_timestamp())::bigint::text AS ts) t,
+       tvdb.handle_llamaparse_webhook(convert_to(body, 'UTF8'), jsonb_build_object(
+         'Webhook-Id', id, 'Webhook-Timestamp', t.ts, 'Webhook-Signature',
+         'v1,' || encode(hmac(convert_to(id || '.' || t.ts || '.' || body, 'UTF8'),
+                              decode('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'base64'), 'sha256'), 'base64'))) AS r
+$$;
+SELECT pg_temp.sw_deliver(pg_temp.payload(:'job3', 'parsed', '# Memo'), 'msg_job3');
+SELECT pg_temp.sw_deliver(pg_temp.payload(:'job3', 'parsed', '# Memo'), 'msg_job3');
+SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = :'job3';
+SELECT count(*) AS deliveries_for_job3 FROM upload_pipeline.webhook_deliveries
+WHERE job_id = :'job3' AND delivery_key = 'webhook-id:msg_job3';
+
+-- LlamaCloud's own events are hints: the result becomes due for fetching.
+SET tvdb.webhook_secrets = 'regress-secret';
+SELECT tvdb.upload('slides.pdf', 'slides') AS job4 \gset
+SELECT tvdb.transition(:'job4', 'parse_queued');
+UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'lc-job-4', next_poll_at = now() + interval '1 hour'
+WHERE job_id = :'job4';
+SELECT pg_temp.deliver('{"event_type": "parse.success", "data": {"job_id": "lc-job-4"}}');
+SELECT next_poll_at <= now() AS due_now, status FROM upload_pipeline.upload_jobs WHERE job_id = :'job4';
+SELECT type, code, payload FROM upload_pipeline.events WHERE job_id = :'job4' ORDER BY seq DESC LIMIT 1;
+SELECT pg_temp.deliver('{"event_type": "parse.error", "job_id": "lc-job-unknown"}');
+SELECT pg_temp.deliver('{"event_type": "extract.success", "data": {"job_id": "lc-job-4"}}');
+SELECT pg_temp.deliver('{"event_type": "parse.success", "data": {}}');
+
+-- No secrets configured: every delivery is refused, and the log says why.
+SET tvdb.webhook_secrets = '';
+SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job4', 'parsed'), 'UTF8'),
+         pg_temp.signed(pg_temp.payload(:'job4', 'parsed')));
+RESET tvdb.webhook_secrets;
+
+-- Only the receiver's role may call the handler.
+CREATE ROLE tvdb_regress_app;
+GRANT USAGE ON SCHEMA tvdb TO tvdb_regress_app;
+SET ROLE tvdb_regress_app;
+SELECT tvdb.handle_llamaparse_webhook('{}', '{}');
+RESET ROLE;
+REVOKE USAGE ON SCHEMA tvdb FROM tvdb_regress_app;
+DROP ROLE tvdb_regress_app;

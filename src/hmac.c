@@ -1,0 +1,368 @@
+/*
+ * hmac.c — webhook signatures: tvdb.hmac_sha256() and
+ * tvdb.verify_webhook_signature().  HMAC comes from PostgreSQL's own
+ * pg_hmac_* (OpenSSL underneath); comparisons are constant-time and every
+ * buffer holding key material or a MAC is zeroed before it is freed.
+ *
+ * Everything in a request (headers, signatures, timestamps) is attacker
+ * controlled, so malformed input makes verification fail; it never raises.
+ */
+#include "tvdb.h"
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(tvdb_hmac_sha256);
+PG_FUNCTION_INFO_V1(tvdb_verify_webhook_signature);
+
+#define MAC_LEN PG_SHA256_DIGEST_LENGTH
+#define WHSEC_PREFIX "whsec_"
+
+/* One secret, decoded to the bytes used as the HMAC key. */
+typedef struct Key
+{
+	char	   *bytes;
+	int			len;
+} Key;
+
+static void
+hmac_sha256(const char *key, int keylen, const char *const *parts,
+			const int *lens, int nparts, uint8 *out)
+{
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+	if (ctx == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory")));
+	if (pg_hmac_init(ctx, (const uint8 *) key, keylen) < 0)
+		goto fail;
+	for (int i = 0; i < nparts; i++)
+		if (pg_hmac_update(ctx, (const uint8 *) parts[i], lens[i]) < 0)
+			goto fail;
+	if (pg_hmac_final(ctx, out, MAC_LEN) < 0)
+		goto fail;
+	pg_hmac_free(ctx);			/* zeroes its own state */
+	return;
+
+fail:
+	{
+		const char *why = pg_hmac_error(ctx);
+
+		pg_hmac_free(ctx);
+		elog(ERROR, "could not compute HMAC-SHA256: %s", why);
+	}
+}
+
+/* tvdb.hmac_sha256(key bytea, message bytea) RETURNS bytea */
+Datum
+tvdb_hmac_sha256(PG_FUNCTION_ARGS)
+{
+	bytea	   *key = PG_GETARG_BYTEA_PP(0);
+	bytea	   *msg = PG_GETARG_BYTEA_PP(1);
+	bytea	   *result = palloc(VARHDRSZ + MAC_LEN);
+	const char *parts[1] = {VARDATA_ANY(msg)};
+	int			lens[1] = {VARSIZE_ANY_EXHDR(msg)};
+
+	hmac_sha256(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), parts, lens, 1,
+				(uint8 *) VARDATA(result));
+	SET_VARSIZE(result, VARHDRSZ + MAC_LEN);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * The secrets in force: a "whsec_" secret is the base64 of its key (Standard
+ * Webhooks); any other is used as its bytes.  An undecodable secret is a
+ * configuration error, reported without echoing it.
+ */
+static Key *
+decode_secrets(List *secrets, int *nkeys)
+{
+	Key		   *keys = palloc0(sizeof(Key) * Max(list_length(secrets), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, secrets)
+	{
+		const char *s = lfirst(lc);
+		int			len = strlen(s);
+
+		if (len == 0)
+			continue;
+		if (strncmp(s, WHSEC_PREFIX, strlen(WHSEC_PREFIX)) == 0)
+		{
+			const char *b64 = s + strlen(WHSEC_PREFIX);
+			int			b64len = len - strlen(WHSEC_PREFIX);
+			int			cap = pg_b64_dec_len(b64len);
+
+			keys[n].bytes = palloc(cap);
+			keys[n].len = pg_b64_decode(b64, b64len, keys[n].bytes, cap);
+			if (keys[n].len <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("webhook secret %d is not valid base64 after \"whsec_\"", n + 1),
+						 errhint("Standard Webhooks secrets are \"whsec_\" followed by the base64 of the key.")));
+		}
+		else
+		{
+			keys[n].bytes = pstrdup(s);
+			keys[n].len = len;
+		}
+		n++;
+	}
+	*nkeys = n;
+	return keys;
+}
+
+static void
+free_keys(Key *keys, int nkeys)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		explicit_bzero(keys[i].bytes, keys[i].len);
+		pfree(keys[i].bytes);
+	}
+	pfree(keys);
+}
+
+/* The string value of a header, name matched case-insensitively; else NULL. */
+static char *
+header_value(Jsonb *headers, const char *name)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			namelen = strlen(name);
+	bool		matched = false;
+	char	   *found = NULL;
+
+	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
+		return NULL;
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			matched = v.val.string.len == namelen &&
+				pg_strncasecmp(v.val.string.val, name, namelen) == 0;
+		else if (tok == WJB_VALUE && matched && found == NULL &&
+				 v.type == jbvString)
+			found = pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	return found;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "sha256=<64 hex>" or bare hex into a MAC; false when malformed. */
+static bool
+parse_hex_signature(const char *value, uint8 *mac)
+{
+	const char *hex = value;
+
+	while (*hex == ' ')
+		hex++;
+	if (pg_strncasecmp(hex, "sha256=", 7) == 0)
+		hex += 7;
+	if (strspn(hex, "0123456789abcdefABCDEF") != MAC_LEN * 2)
+		return false;
+	for (int i = 0; i < MAC_LEN; i++)
+		mac[i] = (uint8) (hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+	hex += MAC_LEN * 2;
+	while (*hex == ' ')
+		hex++;
+	return *hex == '\0';
+}
+
+static bool
+any_key_matches(Key *keys, int nkeys, const char *const *parts,
+				const int *lens, int nparts, const uint8 *claimed)
+{
+	uint8		mac[MAC_LEN];
+	bool		ok = false;
+
+	/* Try every key even after a match, so timing says nothing about which. */
+	for (int k = 0; k < nkeys; k++)
+	{
+		hmac_sha256(keys[k].bytes, keys[k].len, parts, lens, nparts, mac);
+		ok |= timingsafe_bcmp(mac, claimed, MAC_LEN) == 0;
+	}
+	explicit_bzero(mac, sizeof(mac));
+	return ok;
+}
+
+/* The sha256=<hex> headers, over the raw body. */
+static bool
+verify_hex_headers(Jsonb *headers, bytea *body, Key *keys, int nkeys)
+{
+	static const char *const names[] = {
+		"X-Webhook-Signature", "LC-Signature", "X-Hub-Signature-256"
+	};
+	const char *parts[1] = {VARDATA_ANY(body)};
+	int			lens[1] = {VARSIZE_ANY_EXHDR(body)};
+
+	for (int i = 0; i < (int) lengthof(names); i++)
+	{
+		char	   *value = header_value(headers, names[i]);
+		uint8		claimed[MAC_LEN];
+
+		if (value != NULL && parse_hex_signature(value, claimed) &&
+			any_key_matches(keys, nkeys, parts, lens, 1, claimed))
+			return true;
+	}
+	return false;
+}
+
+/* A webhook-timestamp (decimal seconds) within tvdb.webhook_tolerance of now. */
+static bool
+timestamp_acceptable(const char *ts)
+{
+	int64		sent = 0;
+	int64		now;
+
+	if (*ts == '\0' || strspn(ts, "0123456789") != strlen(ts) || strlen(ts) > 15)
+		return false;
+	for (const char *p = ts; *p; p++)
+		sent = sent * 10 + (*p - '0');
+	if (tvdb_webhook_tolerance == 0)
+		return true;
+	now = (int64) timestamptz_to_time_t(GetCurrentTimestamp());
+	return sent >= now - tvdb_webhook_tolerance && sent <= now + tvdb_webhook_tolerance;
+}
+
+/*
+ * Standard Webhooks: webhook-signature is a space-separated list of
+ * "v1,<base64>" over "id.timestamp.body"; other versions are skipped.
+ */
+static bool
+verify_standard_webhooks(Jsonb *headers, bytea *body, Key *keys, int nkeys)
+{
+	char	   *sigs = header_value(headers, "webhook-signature");
+	char	   *id = header_value(headers, "webhook-id");
+	char	   *ts = header_value(headers, "webhook-timestamp");
+	const char *parts[5];
+	int			lens[5];
+	char	   *tok;
+	char	   *save = NULL;
+
+	if (sigs == NULL || id == NULL || ts == NULL || !timestamp_acceptable(ts))
+		return false;
+	parts[0] = id;
+	lens[0] = strlen(id);
+	parts[1] = ".";
+	lens[1] = 1;
+	parts[2] = ts;
+	lens[2] = strlen(ts);
+	parts[3] = ".";
+	lens[3] = 1;
+	parts[4] = VARDATA_ANY(body);
+	lens[4] = VARSIZE_ANY_EXHDR(body);
+
+	for (tok = strtok_r(sigs, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+	{
+		uint8		claimed[MAC_LEN + 3];	/* room for what padding decodes */
+		int			len;
+
+		if (strncmp(tok, "v1,", 3) != 0 || strlen(tok + 3) > 64)
+			continue;
+		len = pg_b64_decode(tok + 3, strlen(tok + 3), (char *) claimed, sizeof(claimed));
+		if (len == MAC_LEN &&
+			any_key_matches(keys, nkeys, parts, lens, 5, claimed))
+			return true;
+	}
+	return false;
+}
+
+/* Split tvdb.webhook_secrets at commas, trimming blanks. */
+List *
+tvdb_configured_webhook_secrets(void)
+{
+	List	   *out = NIL;
+	char	   *copy;
+	char	   *tok;
+	char	   *save = NULL;
+
+	if (tvdb_webhook_secrets == NULL)
+		return NIL;
+	copy = pstrdup(tvdb_webhook_secrets);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+	{
+		char	   *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*tok != '\0')
+			out = lappend(out, tok);
+	}
+	return out;
+}
+
+bool
+tvdb_verify_signature(bytea *body, Jsonb *headers, List *secrets)
+{
+	Key		   *keys;
+	int			nkeys;
+	bool		ok;
+
+	keys = decode_secrets(secrets, &nkeys);
+	ok = nkeys > 0 &&
+		(verify_standard_webhooks(headers, body, keys, nkeys) ||
+		 verify_hex_headers(headers, body, keys, nkeys));
+	free_keys(keys, nkeys);
+	return ok;
+}
+
+/*
+ * tvdb.verify_webhook_signature(body bytea, headers jsonb,
+ *                               secrets text[] DEFAULT NULL) RETURNS boolean
+ */
+Datum
+tvdb_verify_webhook_signature(PG_FUNCTION_ARGS)
+{
+	List	   *secrets = NIL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+
+	if (PG_ARGISNULL(2))
+	{
+		secrets = tvdb_configured_webhook_secrets();
+		if (secrets == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no webhook secrets are configured"),
+					 errhint("Set tvdb.webhook_secrets in postgresql.conf and reload, or pass the secrets.")));
+	}
+	else
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(2);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i])
+				secrets = lappend(secrets, TextDatumGetCString(elems[i]));
+	}
+
+	PG_RETURN_BOOL(tvdb_verify_signature(PG_GETARG_BYTEA_PP(0),
+										 PG_GETARG_JSONB_P(1), secrets));
+}
