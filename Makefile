@@ -27,3 +27,4 @@ include $(PGXS)
 
 $(INSTALL_SQL): $(sort $(wildcard sql/install/*.sql))
 	cat $^ > $@
+include mk/webhookd.mk

@@ -28,5 +28,8 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE tvdb_tap"
 psql -X -q -v ON_ERROR_STOP=1 -d tvdb_tap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink" -c "SET client_min_messages = warning" -c "CREATE EXTENSION tvdb CASCADE"
 pg_prove -d tvdb_tap test/*.sql || failed=1
 
+echo "== tvdb-webhookd"
+bash test/webhookd/run.sh || failed=1
+
 if [ $failed -ne 0 ]; then echo "FAILED"; exit 1; fi
 echo "all tests passed"

@@ -1,0 +1,483 @@
+/*
+ * http.c — routes and request handling on libmicrohttpd.
+ *
+ *   POST /api/v1/webhooks/llamaparse   raw body + headers to the database,
+ *                                      its {"http_status", ...} relayed back
+ *   GET  /api/v1/webhooks/health       SELECT 1 on a pooled connection
+ *
+ * libmicrohttpd runs one thread per connection, so a request may block in
+ * libpq without stalling others; the connection limit bounds the threads.
+ * The body is collected in memory up to --max-body before any database
+ * connection is borrowed, and every response is JSON.
+ */
+#include "webhookd.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_WEBHOOK "/api/v1/webhooks/llamaparse"
+#define PATH_HEALTH  "/api/v1/webhooks/health"
+
+#define BYTEAOID 17
+#define JSONBOID 3802
+
+static const char *const webhook_sql =
+"SELECT (r->>'http_status')::int, r::text "
+"FROM tvdb.handle_llamaparse_webhook($1::bytea, $2::jsonb) AS r";
+
+typedef enum Route
+{
+	ROUTE_NONE,
+	ROUTE_WEBHOOK,
+	ROUTE_HEALTH
+} Route;
+
+/* Per-request state, kept in libmicrohttpd's con_cls between calls. */
+typedef struct Request
+{
+	struct timespec started;
+	char		method[16];
+	char		path[128];		/* for the log line only */
+	Route		route;
+	Buf			body;			/* webhook body, at most max_body bytes */
+	size_t		received;		/* body bytes seen, kept or not */
+	bool		too_large;
+	unsigned	status;			/* response queued, 0 if none yet */
+	const char *dropped;		/* why we closed the connection, for the log */
+} Request;
+
+static const Config *config;
+
+/* Requests under way, so that a shutdown can let them finish first. */
+static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t active_none;
+static int	active;
+
+static double
+elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000.0 +
+		(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+/* Copy for the log: printable ASCII only, so a URL cannot forge log lines. */
+static void
+copy_printable(char *dst, size_t len, const char *src)
+{
+	size_t		i;
+
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++)
+		dst[i] = (src[i] > 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+static enum MHD_Result
+reply(struct MHD_Connection *conn, Request *req, unsigned status,
+	  const char *json, size_t len, const char *allow)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(len, (void *) json, MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (allow != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+		req->status = status;
+	return ret;
+}
+
+/* {"http_status": N, "result": "...", "detail": "..."}, the handler's shape. */
+static enum MHD_Result
+reply_error(struct MHD_Connection *conn, Request *req, unsigned status,
+			const char *result, const char *detail, const char *allow)
+{
+	Buf			b = {0};
+	char		num[32];
+	enum MHD_Result ret;
+
+	snprintf(num, sizeof(num), "{\"http_status\":%u,\"result\":", status);
+	buf_puts(&b, num);
+	buf_json_string(&b, result, strlen(result));
+	buf_puts(&b, ",\"detail\":");
+	buf_json_string(&b, detail, strlen(detail));
+	buf_puts(&b, "}");
+	if (b.failed)
+		ret = MHD_NO;
+	else
+		ret = reply(conn, req, status, b.data, b.len, allow);
+	buf_free(&b);
+	return ret;
+}
+
+/* ---- headers as a JSON object -------------------------------------- */
+
+typedef struct Header
+{
+	const char *name;			/* as received; owned by libmicrohttpd */
+	Buf			value;			/* repeated headers joined with ", " */
+} Header;
+
+typedef struct HeaderList
+{
+	Header	   *items;
+	int			count;
+	int			cap;
+	bool		failed;
+} HeaderList;
+
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
+{
+	HeaderList *list = cls;
+	Header	   *h = NULL;
+
+	(void) kind;
+	if (value == NULL)
+		value = "";
+	/* HTTP header names are case-insensitive: a repeat joins the first. */
+	for (int i = 0; i < list->count && h == NULL; i++)
+		if (strcasecmp(list->items[i].name, name) == 0)
+			h = &list->items[i];
+	if (h != NULL)
+	{
+		buf_puts(&h->value, ", ");
+		buf_puts(&h->value, value);
+		return MHD_YES;
+	}
+	if (list->count == list->cap)
+	{
+		int			cap = list->cap ? list->cap * 2 : 32;
+		Header	   *items = realloc(list->items, cap * sizeof(Header));
+
+		if (items == NULL)
+		{
+			list->failed = true;
+			return MHD_NO;
+		}
+		list->items = items;
+		list->cap = cap;
+	}
+	h = &list->items[list->count++];
+	h->name = name;
+	memset(&h->value, 0, sizeof(h->value));
+	buf_puts(&h->value, value);
+	return MHD_YES;
+}
+
+/* Fills out with {"Name": "value", ...}; false if memory ran out. */
+static bool
+headers_json(struct MHD_Connection *conn, Buf *out)
+{
+	HeaderList	list = {0};
+	bool		ok;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &list);
+	buf_puts(out, "{");
+	for (int i = 0; i < list.count; i++)
+	{
+		Header	   *h = &list.items[i];
+
+		if (i > 0)
+			buf_puts(out, ",");
+		buf_json_string(out, h->name, strlen(h->name));
+		buf_puts(out, ":");
+		buf_json_string(out, h->value.data ? h->value.data : "", h->value.len);
+		list.failed |= h->value.failed;
+		buf_free(&h->value);
+	}
+	buf_puts(out, "}");
+	ok = !list.failed && !out->failed;
+	free(list.items);
+	return ok;
+}
+
+/* ---- the two endpoints --------------------------------------------- */
+
+static enum MHD_Result
+handle_webhook(struct MHD_Connection *conn, Request *req)
+{
+	Buf			headers = {0};
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	enum MHD_Result ret;
+	DbOutcome	outcome;
+
+	if (!headers_json(conn, &headers))
+	{
+		buf_free(&headers);
+		return reply_error(conn, req, 500, "internal_error", "out of memory", NULL);
+	}
+
+	{
+		const Oid	types[2] = {BYTEAOID, JSONBOID};
+		const char *params[2] = {req->body.data ? req->body.data : "", headers.data};
+		const int	lengths[2] = {(int) req->body.len, 0};
+		const int	formats[2] = {1, 0};	/* body binary: bytes as received */
+
+		outcome = pool_exec(webhook_sql, 2, types, params, lengths, formats,
+							&res, errbuf, sizeof(errbuf));
+	}
+	buf_free(&headers);
+
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1))
+		ret = reply_error(conn, req, 500, "database_error",
+						  "the handler returned no http_status", NULL);
+	else
+	{
+		long		status = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+
+		if (status < 100 || status > 599)
+			ret = reply_error(conn, req, 500, "database_error",
+							  "the handler returned an invalid http_status", NULL);
+		else
+			ret = reply(conn, req, (unsigned) status, PQgetvalue(res, 0, 1),
+						PQgetlength(res, 0, 1), NULL);
+	}
+	PQclear(res);
+	return ret;
+}
+
+static enum MHD_Result
+handle_health(struct MHD_Connection *conn, Request *req)
+{
+	static const char ok[] = "{\"status\":\"ok\",\"database\":\"up\"}";
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	Buf			b = {0};
+	enum MHD_Result ret;
+
+	if (pool_exec("SELECT 1", 0, NULL, NULL, NULL, NULL, &res, errbuf,
+				  sizeof(errbuf)) == DB_OK)
+	{
+		PQclear(res);
+		return reply(conn, req, 200, ok, sizeof(ok) - 1, NULL);
+	}
+	buf_puts(&b, "{\"status\":\"degraded\",\"database\":\"down\",\"detail\":");
+	buf_json_string(&b, errbuf, strlen(errbuf));
+	buf_puts(&b, "}");
+	ret = b.failed ? MHD_NO : reply(conn, req, 503, b.data, b.len, NULL);
+	buf_free(&b);
+	return ret;
+}
+
+/* ---- libmicrohttpd callbacks --------------------------------------- */
+
+/* First call for a request: route it, and refuse early what we can. */
+static enum MHD_Result
+start_request(struct MHD_Connection *conn, Request *req)
+{
+	const char *length;
+
+	if (req->route == ROUTE_NONE)
+		return reply_error(conn, req, 404, "not_found", "no such endpoint", NULL);
+	if (req->route == ROUTE_HEALTH &&
+		strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+		return reply_error(conn, req, 405, "method_not_allowed",
+						   "use GET", "GET, HEAD");
+	if (req->route == ROUTE_WEBHOOK && strcmp(req->method, "POST") != 0)
+		return reply_error(conn, req, 405, "method_not_allowed",
+						   "use POST", "POST");
+
+	/*
+	 * A declared length over the limit is refused before any of the body is
+	 * read (libmicrohttpd then skips the body and closes the connection;
+	 * with "Expect: 100-continue" the client never sends it).
+	 */
+	length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+										 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (length != NULL && strtoull(length, NULL, 10) > config->max_body)
+		return reply_error(conn, req, 413, "payload_too_large",
+						   "the body is larger than the receiver's --max-body", NULL);
+	return MHD_YES;				/* wait for the body */
+}
+
+/*
+ * A part of the body.  libmicrohttpd lets no response be queued here, so a
+ * chunked body that outgrows the limit is dropped from memory at once and
+ * the rest only counted, to answer 413 when it ends; one that keeps going
+ * past twice the limit, or past --timeout, gets its connection closed.
+ */
+static enum MHD_Result
+take_body(Request *req, const char *data, size_t size)
+{
+	req->received += size;
+	if (elapsed_ms(&req->started) > config->timeout * 1000.0)
+	{
+		req->dropped = "body still arriving after --timeout";
+		return MHD_NO;
+	}
+	if (req->received > 2 * config->max_body)
+	{
+		req->dropped = "chunked body over twice --max-body";
+		return MHD_NO;
+	}
+	if (req->received > config->max_body)
+	{
+		req->too_large = true;
+		buf_free(&req->body);
+	}
+	else if (req->route == ROUTE_WEBHOOK)
+	{
+		buf_append(&req->body, data, size);
+		if (req->body.failed)
+			return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result
+access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+			   const char *method, const char *version,
+			   const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	Request    *req = *con_cls;
+
+	(void) cls;
+	(void) version;
+	if (req == NULL)
+	{
+		req = calloc(1, sizeof(Request));
+		if (req == NULL)
+			return MHD_NO;
+		*con_cls = req;
+		pthread_mutex_lock(&active_lock);
+		active++;
+		pthread_mutex_unlock(&active_lock);
+		clock_gettime(CLOCK_MONOTONIC, &req->started);
+		copy_printable(req->method, sizeof(req->method), method);
+		copy_printable(req->path, sizeof(req->path), url);
+		if (strcmp(url, PATH_WEBHOOK) == 0)
+			req->route = ROUTE_WEBHOOK;
+		else if (strcmp(url, PATH_HEALTH) == 0)
+			req->route = ROUTE_HEALTH;
+		return start_request(conn, req);
+	}
+
+	if (*upload_data_size > 0)
+	{
+		enum MHD_Result ret = take_body(req, upload_data, *upload_data_size);
+
+		*upload_data_size = 0;
+		return ret;
+	}
+
+	/* The whole request is in. */
+	if (req->too_large)
+		return reply_error(conn, req, 413, "payload_too_large",
+						   "the body is larger than the receiver's --max-body", NULL);
+	if (req->route == ROUTE_WEBHOOK)
+		return handle_webhook(conn, req);
+	return handle_health(conn, req);
+}
+
+/* One log line per request, then free its state. */
+static void
+request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+				  enum MHD_RequestTerminationCode toe)
+{
+	Request    *req = *con_cls;
+	static const char *const why[] = {
+		[MHD_REQUEST_TERMINATED_COMPLETED_OK] = "",
+		[MHD_REQUEST_TERMINATED_WITH_ERROR] = " (connection error)",
+		[MHD_REQUEST_TERMINATED_TIMEOUT_REACHED] = " (timed out)",
+		[MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN] = " (shutting down)",
+		[MHD_REQUEST_TERMINATED_READ_ERROR] = " (client went away)",
+		[MHD_REQUEST_TERMINATED_CLIENT_ABORT] = " (client aborted)",
+	};
+	char		status[12] = "-";
+
+	(void) cls;
+	(void) conn;
+	if (req == NULL)
+		return;
+	if (req->status != 0)
+		snprintf(status, sizeof(status), "%u", req->status);
+	if (req->dropped != NULL)
+		wlog("%s %s %s %.1fms (closed: %s)", req->method, req->path, status,
+			 elapsed_ms(&req->started), req->dropped);
+	else
+		wlog("%s %s %s %.1fms%s", req->method, req->path, status,
+			 elapsed_ms(&req->started),
+			 (unsigned) toe < sizeof(why) / sizeof(why[0]) ? why[toe] : " (closed)");
+	buf_free(&req->body);
+	free(req);
+	*con_cls = NULL;
+
+	pthread_mutex_lock(&active_lock);
+	if (--active == 0)
+		pthread_cond_broadcast(&active_none);
+	pthread_mutex_unlock(&active_lock);
+}
+
+struct MHD_Daemon *
+http_start(const Config *cfg, const struct sockaddr *addr, bool ipv6)
+{
+	/* MHD_USE_ITC: required for MHD_quiesce_daemon() in this threading mode */
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO | MHD_USE_ITC |
+		MHD_USE_ERROR_LOG;
+
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&active_none, &attr);
+	pthread_condattr_destroy(&attr);
+
+	config = cfg;
+	if (ipv6)
+		flags |= MHD_USE_IPv6;
+	return MHD_start_daemon(flags, (uint16_t) cfg->port, NULL, NULL,
+							access_handler, NULL,
+							MHD_OPTION_SOCK_ADDR, addr,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) cfg->timeout,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) WEBHOOKD_MAX_CONNECTIONS,
+							MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+							MHD_OPTION_END);
+}
+
+/*
+ * Stop accepting connections and give the requests under way up to
+ * `seconds` to finish, so that a callback being applied is answered rather
+ * than cut off (the sender would only retry it).  Returns how many are
+ * still running.
+ */
+int
+http_quiesce(struct MHD_Daemon *daemon, unsigned seconds)
+{
+	struct timespec deadline;
+	MHD_socket	fd = MHD_quiesce_daemon(daemon);
+	int			left;
+
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += seconds;
+	pthread_mutex_lock(&active_lock);
+	while (active > 0 &&
+		   pthread_cond_timedwait(&active_none, &active_lock, &deadline) == 0)
+		;
+	left = active;
+	pthread_mutex_unlock(&active_lock);
+	return left;
+}

@@ -1,0 +1,75 @@
+/*
+ * webhookd.h — tvdb-webhookd, the HTTP receiver for parser callbacks.
+ *
+ * It runs as its own process, outside the postmaster, on purpose: a crash in
+ * network-facing code must never make PostgreSQL restart.  All it does is
+ * hand each callback's raw bytes and headers to tvdb.handle_llamaparse_webhook()
+ * and relay the answer; every decision is made inside the database.
+ */
+#ifndef TVDB_WEBHOOKD_H
+#define TVDB_WEBHOOKD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#ifndef TVDB_VERSION
+#define TVDB_VERSION "dev"
+#endif
+
+/* At most this many simultaneous client connections (one thread each). */
+#define WEBHOOKD_MAX_CONNECTIONS 256
+
+typedef struct Config
+{
+	const char *listen;			/* numeric address or host name to bind */
+	unsigned	port;
+	const char *dsn;			/* libpq connection string; "" = PG* env */
+	size_t		max_body;		/* largest request body accepted, bytes */
+	unsigned	timeout;		/* seconds: idle connection, whole request,
+								 * pool wait, statement_timeout */
+	int			pool;			/* database connections */
+} Config;
+
+/* main.c */
+extern void wlog(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+
+/* json.c — a growable byte buffer and JSON string escaping */
+typedef struct Buf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		failed;			/* an allocation failed; contents are partial */
+} Buf;
+
+extern bool buf_reserve(Buf *b, size_t extra);
+extern void buf_append(Buf *b, const char *s, size_t n);
+extern void buf_puts(Buf *b, const char *s);
+extern void buf_json_string(Buf *b, const char *s, size_t n);
+extern void buf_free(Buf *b);
+
+/* pool.c — a fixed set of libpq connections shared by the request threads */
+typedef enum DbOutcome
+{
+	DB_OK,						/* *res holds the tuples */
+	DB_SQL_ERROR,				/* the statement failed; errbuf has why */
+	DB_UNAVAILABLE				/* no usable connection, even after a retry */
+} DbOutcome;
+
+extern bool pool_init(const Config *cfg);
+extern DbOutcome pool_exec(const char *sql, int nparams, const Oid *types,
+						   const char *const *values, const int *lengths,
+						   const int *formats, PGresult **res,
+						   char *errbuf, size_t errlen);
+extern void pool_shutdown(void);
+extern void pool_destroy(void);
+
+/* http.c — routes and request handling on libmicrohttpd */
+struct MHD_Daemon;
+struct sockaddr;
+extern struct MHD_Daemon *http_start(const Config *cfg,
+									 const struct sockaddr *addr, bool ipv6);
+extern int	http_quiesce(struct MHD_Daemon *daemon, unsigned seconds);
+
+#endif							/* TVDB_WEBHOOKD_H */
