@@ -171,7 +171,7 @@ BEGIN
                     THEN (j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END;
         PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms,
                                    pages => pages, cache_hit => hit,
-                                   cost_usd => CASE WHEN hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END);
+                                   cost_usd => (CASE WHEN hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END)::numeric);
         RETURN CASE WHEN tvdb._store_parsed(job, owner, j ->> 'markdown',
                                             jsonb_strip_nulls(jsonb_build_object('via', 'poll',
                                                 'pages', pages, 'cache_hit', hit)))
@@ -226,7 +226,7 @@ BEGIN
         IF bad IS NULL THEN
             PERFORM tvdb._record_usage('openai', 'embeddings', NULL, all_jobs, http_status, latency_ms,
                                        inputs => cardinality(jobs), prompt_tokens => tokens,
-                                       cost_usd => coalesce(tokens, 0) * usd_per_mtok / 1e6);
+                                       cost_usd => (coalesce(tokens, 0) * usd_per_mtok / 1e6)::numeric);
             UPDATE upload_pipeline.document_chunks c
             SET embedding = ARRAY(SELECT x::real FROM jsonb_array_elements_text(d.value -> 'embedding') x)
             FROM jsonb_array_elements(j -> 'data') d,
