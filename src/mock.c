@@ -23,6 +23,41 @@ starts_tag(const char *p, const char *end, const char *tag)
 		(p[n] == '>' || p[n] == ' ' || p[n] == '/' || p[n] == '\t' || p[n] == '\n');
 }
 
+/* At most one blank line in a row, none at the ends, no trailing blanks. */
+static char *
+tidy_blank_lines(char *s)
+{
+	char	   *w = s;
+	int			newlines = 0;
+
+	for (char *r = s; *r; r++)
+	{
+		if (*r == '\n')
+		{
+			while (w > s && w[-1] == ' ')
+				w--;
+			newlines++;
+			continue;
+		}
+		if (*r == ' ' && (w == s || w[-1] == '\n') && newlines == 0)
+			continue;
+		if (newlines > 0 && w > s)
+		{
+			*w++ = '\n';
+			if (newlines > 1)
+				*w++ = '\n';
+		}
+		newlines = 0;
+		if (*r == ' ' && (w == s || w[-1] == '\n'))
+			continue;
+		*w++ = *r;
+	}
+	while (w > s && w[-1] == ' ')
+		w--;
+	*w = '\0';
+	return s;
+}
+
 /* Rough HTML to markdown: headings, paragraphs, list items; other tags dropped. */
 static char *
 html_to_markdown(const char *data, size_t len)
@@ -99,7 +134,7 @@ html_to_markdown(const char *data, size_t len)
 		}
 		p++;
 	}
-	return out.data;
+	return tidy_blank_lines(out.data);
 }
 
 /* The markdown of a document, or NULL when the mock parser cannot read it. */

@@ -118,3 +118,10 @@ tvdb_model_dimensions(void)
 		return 3072;
 	return 1536;
 }
+
+/* A lease outlives any one request, so a slow answer never lets a second worker in. */
+int
+tvdb_lease_effective(void)
+{
+	return Max(tvdb_lease_seconds, (tvdb_http_timeout_ms + tvdb_connect_timeout_ms) / 1000 + 5);
+}

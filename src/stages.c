@@ -306,7 +306,7 @@ claim(void *arg)
 	Claim	   *c = arg;
 	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[4] = {CStringGetTextDatum(c->status), CStringGetTextDatum(c->owner),
-	Int32GetDatum(c->n), Int32GetDatum(tvdb_lease_seconds)};
+	Int32GetDatum(c->n), Int32GetDatum(tvdb_lease_effective())};
 	char	   *sql = psprintf("SELECT %s FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
 							   "JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
 							   "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
@@ -659,19 +659,23 @@ embed_claim(void *arg)
 	EmbedClaim *e = arg;
 	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[4] = {(Datum) 0, CStringGetTextDatum(e->owner),
-	Int32GetDatum(EMBED_JOBS), Int32GetDatum(tvdb_lease_seconds)};
+	Int32GetDatum(EMBED_JOBS), Int32GetDatum(tvdb_lease_effective())};
 	Batch	   *b = NULL;
 	MemoryContext old;
 
+	/* Only the jobs claimed now: others of ours may have requests in flight. */
 	values[0] = CStringGetTextDatum("embedding_queued");
-	exec("SELECT tvdb._advance(c.id, $2, 'embedding_queued', 'embedding_in_progress', '{}', true) "
-		 "FROM tvdb._claim($1, $2, $3, $4) AS c(id)", 4, types, values, NULL);
+	exec("CREATE TEMP TABLE IF NOT EXISTS tvdb_embed_claim (job_id uuid) ON COMMIT DELETE ROWS",
+		 0, NULL, NULL, NULL);
+	exec("INSERT INTO tvdb_embed_claim SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
+		 "WHERE tvdb._advance(c.id, $2, 'embedding_queued', 'embedding_in_progress', '{}', true)",
+		 4, types, values, NULL);
 	values[0] = CStringGetTextDatum("embedding_in_progress");
-	exec("SELECT count(*) FROM tvdb._claim($1, $2, $3, $4)", 4, types, values, NULL);
+	exec("INSERT INTO tvdb_embed_claim SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id)",
+		 4, types, values, NULL);
 	exec("SELECT c.job_id::text, c.document_id::text, c.chunk_index, c.content "
-		 "FROM upload_pipeline.document_chunks c JOIN upload_pipeline.upload_jobs j ON j.job_id = c.job_id "
-		 "WHERE j.lease_owner = $1 AND j.status = 'embedding_in_progress' AND c.embedding IS NULL "
-		 "ORDER BY j.job_id, c.chunk_index", 1, &types[1], &values[1], NULL);
+		 "FROM upload_pipeline.document_chunks c JOIN tvdb_embed_claim k ON k.job_id = c.job_id "
+		 "WHERE c.embedding IS NULL ORDER BY c.job_id, c.chunk_index", 0, NULL, NULL, NULL);
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -83,6 +83,29 @@ next_due_ms(void)
 	return ms;
 }
 
+/*
+ * After a crash every worker is new: leases held by workers that no longer
+ * exist are given back at once instead of waiting for them to expire.
+ */
+static void
+release_dead_leases(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tvdb'", true, 1);
+	if (SPI_processed == 1)
+		SPI_execute("UPDATE upload_pipeline.upload_jobs j SET lease_owner = NULL, lease_expires_at = NULL "
+					"WHERE j.lease_owner ~ '^tvdb worker [0-9]+ pid [0-9]+$' AND NOT EXISTS "
+					"(SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'tvdb worker' "
+					" AND j.lease_owner LIKE '% pid ' || a.pid)",
+					false, 0);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
 void
 tvdb_worker_main(Datum arg)
 {
@@ -98,6 +121,7 @@ tvdb_worker_main(Datum arg)
 	tvdb_wakeup_register(slot);
 	tvdb_http_init();
 	owner = MemoryContextStrdup(TopMemoryContext, psprintf("tvdb worker %d pid %d", slot, MyProcPid));
+	release_dead_leases();
 
 	for (;;)
 	{

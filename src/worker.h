@@ -46,6 +46,7 @@ extern int	tvdb_embedding_batch_tokens;
 
 extern void tvdb_define_worker_settings(void);
 extern int	tvdb_model_dimensions(void);
+extern int	tvdb_lease_effective(void);
 
 /* wakeup.c: workers sleep on their latch; a commit that made work wakes them */
 extern void tvdb_wakeup_init(void);
