@@ -15,7 +15,7 @@ CREATE TABLE upload_pipeline.usage (
     cache_hit     boolean,
     inputs        integer,
     prompt_tokens integer,
-    cost_usd      numeric(14, 6) NOT NULL DEFAULT 0,
+    cost_usd      numeric NOT NULL DEFAULT 0,
     error         text
 );
 COMMENT ON TABLE upload_pipeline.usage IS
@@ -64,12 +64,13 @@ CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM min(greatest(coalesce(lease_expires_at, clock_timestamp()),
-                                                       coalesce(next_poll_at, clock_timestamp())))
-                                          - clock_timestamp()) * 1000)
-    FROM upload_pipeline.upload_jobs
-    WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
-                     'embedding_queued', 'embedding_in_progress', 'embeddings_stored')
+    SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
+    FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
+                              coalesce(next_poll_at, clock_timestamp()))) AS due
+          FROM upload_pipeline.upload_jobs
+          WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                           'embedding_queued', 'embedding_in_progress', 'embeddings_stored')) s
+    WHERE due IS NOT NULL
 $$;
 
 -- Give a job back: after a transient failure it is retried no sooner than

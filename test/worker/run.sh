@@ -136,6 +136,10 @@ is "$(q "select count(*) from (select c.document_id, max(chunk_index) + 1 = coun
 is "$(q "select count(*) > 200 from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
           where d.filename like 'p1-%'")" t "large documents were cut into several chunks"
 is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%.md' and not (array_length(c.heading_path, 1) = 2
+                and c.heading_path[1] ~ '^Part [0-9]+$' and c.heading_path[2] ~ '^Section [0-9]+\.[0-9]+$'
+                and c.content not like '#%')")" 0 "markdown chunks carry their heading path (Part > Section), not the heading line"
+is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
           where d.filename like 'p1-%' and (c.embedding is null or array_length(c.embedding, 1) <> 64)")" 0 \
    "every chunk has a 64-dimension embedding"
 is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
@@ -159,6 +163,28 @@ is "$(q "select sum(prompt_tokens) from upload_pipeline.usage where service = 'o
 is "$(q "select sum(inputs) from upload_pipeline.usage where service = 'openai' and http_status = 200")" \
    "$(q "select count(*) from upload_pipeline.document_chunks")" "usage: one embedding input per chunk"
 is "$(q "select bool_and(cost_usd > 0) from upload_pipeline.usage where service = 'openai'")" t "usage: embedding cost recorded"
+
+echo "# phase 1b: rate limits and server errors are retried; a 4xx from OpenAI fails the stage"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 5, "error_rate": 0.1}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 3, "fail_marker": "POISON"}' >/dev/null
+upload_batch p1b 11
+q "SELECT tvdb.upload('p1b-poison.md', convert_to(E'# Bad\n\nThis chunk carries POISON for the embedder.', 'UTF8'))" >/dev/null
+wait_settled p1b- 240; ok $? "every phase-1b document settled"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1b-%' and status = 'complete'")" 11 \
+   "429s and 500s were retried until the documents completed"
+is "$(q "select count(*) > 0 from upload_pipeline.usage where http_status in (429, 500)")" t "the ledger shows the refused requests"
+is "$(q "select count(*) > 0 from upload_pipeline.events where code like '%\_retry\_scheduled' and severity = 'warn'")" t \
+   "each retry is a warning event"
+is "$(q "select status || ': ' || (last_error like 'HTTP 400: %POISON%')::text from tvdb.jobs where filename = 'p1b-poison.md'")" \
+   "failed_embedding: true" "a 400 from OpenAI fails the embedding stage with OpenAI's message"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 0, "error_rate": 0}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 0, "fail_marker": null}' >/dev/null
+
+echo "# idle: no CPU"
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
+before=$(cpu "$w"); sleep 3; after=$(cpu "$w")
+[ $((after - before)) -le 1 ]; ok $? "an idle worker uses no CPU (ticks over 3 s: $((after - before)))"
 
 echo "# phase 2: 80 documents, slow services, a worker killed with kill -9"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0.3}' >/dev/null
