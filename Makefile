@@ -4,7 +4,8 @@ EXTENSION  = tvdb
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" tvdb.control)
 
 MODULE_big = tvdb
-OBJS = src/tvdb.o src/statemachine.o src/events.o src/api.o src/hmac.o src/webhook.o
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+SHLIB_LINK += -lcurl -lcmark-gfm -lcmark-gfm-extensions
 
 # The install script is assembled from the files in sql/install, in name order.
 INSTALL_SQL = sql/$(EXTENSION)--$(EXTVERSION).sql

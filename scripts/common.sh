@@ -7,7 +7,8 @@ export PG_CONFIG=$PGBIN/pg_config
 TVDB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 APT_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-              libcurl4-openssl-dev libmicrohttpd-dev libpq-dev pgtap make gcc curl"
+              libcurl4-openssl-dev libcmark-gfm-dev libcmark-gfm-extensions-dev
+              libmicrohttpd-dev libpq-dev pgtap make gcc curl python3"
 
 tvdb_install_deps() {
     local missing=()

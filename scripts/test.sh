@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # test.sh — every tvdb test, from a fresh Debian 12 machine: installs what is
-# missing, builds, starts a throwaway cluster, runs pg_regress (sql/,
-# expected/), the isolation specs (specs/) and pgTAP (test/), stops the
-# cluster.  Exits non-zero on any failure.
+# missing, builds, runs the chunker's and the fake servers' own tests, starts
+# a throwaway cluster, runs pg_regress (sql/, expected/), the isolation specs
+# (specs/), pgTAP (test/*.sql), tvdb-webhookd through curl (test/webhookd)
+# and the background worker against the fake servers (test/worker), stops
+# the cluster.  Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$TVDB_ROOT"
 
 tvdb_install_deps
 tvdb_build
-trap tvdb_cluster_stop EXIT
-# Webhook tests in other sessions (pgTAP, tvdb-webhookd) sign with these.
-tvdb_cluster_start "tvdb.webhook_secrets = 'tvdb-test-secret,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'"
-
 failed=0
+echo "== chunker (C, standalone)"
+bash test/chunker/run.sh || failed=1
+echo "== fake servers"
+bash test/fakes/selftest.sh || failed=1
+
+trap tvdb_cluster_stop EXIT
+# Webhook tests in other sessions (pgTAP, tvdb-webhookd) sign with these; the
+# workers serve only tvdb_worker, which test/worker creates.
+tvdb_cluster_start "tvdb.webhook_secrets = 'tvdb-test-secret,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'" \
+                   "tvdb.database = 'tvdb_worker'" "tvdb.workers = 2"
+
 echo "== pg_regress and isolation"
 rm -rf results output_iso regression.diffs
 if ! make -s installcheck; then
@@ -30,6 +39,8 @@ pg_prove -d tvdb_tap test/*.sql || failed=1
 
 echo "== tvdb-webhookd"
 bash test/webhookd/run.sh || failed=1
+echo "== background worker"
+bash test/worker/run.sh || failed=1
 
 if [ $failed -ne 0 ]; then echo "FAILED"; exit 1; fi
 echo "all tests passed"

@@ -8,6 +8,7 @@
  * user trigger firing after ours could have changed the status.
  */
 #include "tvdb.h"
+#include "worker.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -194,6 +195,7 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 							  DatumGetCString(DirectFunctionCall1(uuid_out, job_id)),
 							  tvdb_status_name(to));
 	Async_Notify(NOTIFY_CHANNEL, notify_payload);
+	tvdb_wakeup_on_commit();
 
 	return PointerGetDatum(NULL);
 }

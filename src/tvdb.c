@@ -4,6 +4,9 @@
  * background worker will need) and when loaded on first use.
  */
 #include "tvdb.h"
+#include "worker.h"
+
+#include "miscadmin.h"
 
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -59,7 +62,15 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	tvdb_define_worker_settings();
 	MarkGUCPrefixReserved("tvdb");
+
+	/* The workers and their wake-up need shared memory: only when preloaded. */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		tvdb_wakeup_init();
+		tvdb_register_workers();
+	}
 }
 
 /* tvdb.version(): the library's version, to compare with the SQL's. */

@@ -2,6 +2,10 @@
 -- the body, verifies the signature and records forgeries; the function below
 -- then validates the payload and applies it, in the caller's transaction.
 
+CREATE FUNCTION tvdb._wake_workers() RETURNS void
+    AS 'MODULE_PATHNAME', 'tvdb_wake_workers' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION tvdb._wake_workers() IS 'internal: wake the background workers when this transaction commits';
+
 -- Deliveries already applied, so that a redelivery is answered, not re-applied.
 CREATE TABLE upload_pipeline.webhook_deliveries (
     delivery_key text PRIMARY KEY,
@@ -97,7 +101,7 @@ BEGIN
             job.correlation_id);
     IF job.status = 'parse_queued' THEN
         UPDATE upload_pipeline.upload_jobs SET next_poll_at = now() WHERE job_id = job.job_id;
-        PERFORM pg_notify('tvdb_worker', job.job_id::text);
+        PERFORM tvdb._wake_workers();
     END IF;
     IF delivery_key IS NOT NULL THEN
         INSERT INTO upload_pipeline.webhook_deliveries (delivery_key, job_id, http_status, result)

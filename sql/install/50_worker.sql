@@ -1,0 +1,201 @@
+-- The background worker's side of the database: the usage ledger, and the
+-- short transactions it runs to claim work and to record what came back.
+-- The worker (src/worker.c) calls these; no transaction spans a request.
+
+CREATE TABLE upload_pipeline.usage (
+    usage_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts            timestamptz NOT NULL DEFAULT now(),
+    service       text NOT NULL CHECK (service IN ('llamaparse', 'openai', 'mock')),
+    operation     text NOT NULL,
+    job_id        uuid,
+    job_ids       uuid[] NOT NULL DEFAULT '{}',
+    http_status   integer,
+    latency_ms    double precision,
+    pages         integer,
+    cache_hit     boolean,
+    inputs        integer,
+    prompt_tokens integer,
+    cost_usd      numeric NOT NULL DEFAULT 0,
+    error         text
+);
+COMMENT ON TABLE upload_pipeline.usage IS
+    'the usage ledger: one row per external request (or mock step), with its cost in USD';
+COMMENT ON COLUMN upload_pipeline.usage.job_ids IS 'every job a batched request served (embeddings)';
+COMMENT ON COLUMN upload_pipeline.usage.http_status IS '0 when no HTTP response arrived (timeout, connection refused)';
+CREATE INDEX usage_ts_idx ON upload_pipeline.usage (ts);
+CREATE INDEX usage_job_idx ON upload_pipeline.usage (job_id);
+SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.usage', '');
+
+CREATE VIEW tvdb.usage_summary AS
+    SELECT service, operation, count(*) AS requests,
+           count(*) FILTER (WHERE http_status BETWEEN 200 AND 299) AS succeeded,
+           sum(pages) AS pages, sum(prompt_tokens) AS prompt_tokens,
+           sum(cost_usd) AS cost_usd, round(avg(latency_ms)::numeric, 1) AS avg_latency_ms
+    FROM upload_pipeline.usage GROUP BY service, operation;
+COMMENT ON VIEW tvdb.usage_summary IS 'requests, pages, tokens and cost by service and operation';
+
+-- Jobs whose lease is free and which are due.
+CREATE FUNCTION tvdb._claimable(j upload_pipeline.upload_jobs) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (j.lease_expires_at IS NULL OR j.lease_expires_at < clock_timestamp())
+       AND (j.next_poll_at IS NULL OR j.next_poll_at <= clock_timestamp())
+$$;
+
+-- Claim up to n jobs in one status: the lease is the claim, SKIP LOCKED keeps
+-- workers off each other's rows.
+CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
+    RETURNS SETOF uuid LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE upload_pipeline.upload_jobs j
+    SET lease_owner = owner,
+        lease_expires_at = clock_timestamp() + make_interval(secs => lease_seconds)
+    WHERE j.job_id IN (SELECT c.job_id FROM upload_pipeline.upload_jobs c
+                       WHERE c.status = _claim.status AND tvdb._claimable(c)
+                       ORDER BY c.next_poll_at NULLS FIRST, c.updated_at
+                       LIMIT n FOR UPDATE SKIP LOCKED)
+    RETURNING j.job_id
+$$;
+
+-- Milliseconds until the worker has something to do (0: now; NULL: nothing).
+CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
+    FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
+                              coalesce(next_poll_at, clock_timestamp()))) AS due
+          FROM upload_pipeline.upload_jobs
+          WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                           'embedding_queued', 'embedding_in_progress', 'embeddings_stored')) s
+    WHERE due IS NOT NULL
+$$;
+
+-- Give a job back: after a transient failure it is retried no sooner than
+-- retry_in, and a warning event says why.
+CREATE FUNCTION tvdb._release(job uuid, owner text, retry_in interval DEFAULT NULL,
+                              error text DEFAULT NULL, stage text DEFAULT NULL)
+    RETURNS void LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j upload_pipeline.upload_jobs;
+BEGIN
+    UPDATE upload_pipeline.upload_jobs u
+    SET lease_owner = NULL, lease_expires_at = NULL,
+        next_poll_at = CASE WHEN retry_in IS NOT NULL THEN clock_timestamp() + retry_in ELSE u.next_poll_at END
+    WHERE u.job_id = job AND u.lease_owner = owner
+    RETURNING * INTO j;
+    IF FOUND AND error IS NOT NULL THEN
+        INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
+        VALUES (j.job_id, j.document_id, 'stage_error', 'warn', coalesce(stage, 'job') || '_retry_scheduled',
+                jsonb_build_object('error', error, 'retry_in_seconds', extract(epoch FROM retry_in)),
+                j.correlation_id);
+    END IF;
+END
+$$;
+
+-- Move a leased job; false (and nothing written) if the lease was lost or
+-- the job moved meanwhile (a webhook got there first).
+CREATE FUNCTION tvdb._advance(job uuid, owner text, from_status text, to_status text,
+                              detail jsonb DEFAULT '{}', keep_lease boolean DEFAULT false)
+    RETURNS boolean LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1 FROM upload_pipeline.upload_jobs u
+    WHERE u.job_id = job AND u.lease_owner = owner AND u.status = from_status FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM tvdb.transition(job, to_status, detail, from_status);
+    IF NOT keep_lease THEN
+        UPDATE upload_pipeline.upload_jobs u SET lease_owner = NULL, lease_expires_at = NULL
+        WHERE u.job_id = job;
+    END IF;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, job_ids uuid[],
+                                   http_status integer, latency_ms double precision,
+                                   pages integer DEFAULT NULL, cache_hit boolean DEFAULT NULL,
+                                   inputs integer DEFAULT NULL, prompt_tokens integer DEFAULT NULL,
+                                   cost_usd numeric DEFAULT 0, error text DEFAULT NULL)
+    RETURNS void LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, http_status, latency_ms,
+                                       pages, cache_hit, inputs, prompt_tokens, cost_usd, error)
+    VALUES (service, operation, job_id, coalesce(job_ids, '{}'), http_status, latency_ms,
+            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error)
+$$;
+
+-- Store parsed markdown and move parse_queued -> parsed (worker or mock).
+CREATE FUNCTION tvdb._store_parsed(job uuid, owner text, markdown text, detail jsonb)
+    RETURNS boolean LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j upload_pipeline.upload_jobs;
+    md bytea := convert_to(markdown, 'UTF8');
+    md_path text;
+BEGIN
+    SELECT * INTO j FROM upload_pipeline.upload_jobs u
+    WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'parse_queued' FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    md_path := format('storage://parsed/%s/%s.md', j.document_id, j.job_id);
+    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
+    VALUES (md_path, md, 'text/markdown', encode(sha256(md), 'hex'), octet_length(md))
+    ON CONFLICT (path) DO UPDATE
+        SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
+            size_bytes = EXCLUDED.size_bytes, created_at = now();
+    UPDATE upload_pipeline.upload_jobs u
+    SET parsed_path = md_path, parsed_sha256 = encode(sha256(md), 'hex'), next_poll_at = NULL
+    WHERE u.job_id = job;
+    RETURN tvdb._advance(job, owner, 'parse_queued', 'parsed',
+                         detail || jsonb_build_object('content_length', octet_length(md)));
+END
+$$;
+
+-- Chunks replace the document's previous ones: re-chunking never duplicates.
+CREATE FUNCTION tvdb._clear_chunks(job uuid) RETURNS void LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM upload_pipeline.document_chunks c
+    USING upload_pipeline.upload_jobs j
+    WHERE j.job_id = job AND c.document_id = j.document_id
+$$;
+
+-- When every chunk of a leased embedding job has its vector: finish it.
+CREATE FUNCTION tvdb._finish_embedding(job uuid, owner text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n_chunks integer;
+BEGIN
+    IF EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c WHERE c.job_id = job AND c.embedding IS NULL) THEN
+        RETURN false;
+    END IF;
+    SELECT count(*) INTO n_chunks FROM upload_pipeline.document_chunks c WHERE c.job_id = job;
+    IF NOT tvdb._advance(job, owner, 'embedding_in_progress', 'embeddings_stored',
+                         jsonb_build_object('chunks', n_chunks), true) THEN
+        RETURN false;
+    END IF;
+    RETURN tvdb._advance(job, owner, 'embeddings_stored', 'complete');
+END
+$$;
+
+REVOKE ALL ON FUNCTION tvdb._claim(text, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._release(uuid, text, interval, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
+                                          integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._clear_chunks(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._finish_embedding(uuid, text) FROM PUBLIC;

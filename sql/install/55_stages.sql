@@ -1,0 +1,270 @@
+-- What the worker does with an answer from LlamaParse or OpenAI.  Each runs
+-- in its own short transaction after the request finished; each records the
+-- request in the usage ledger and moves or releases the job.  The answer is
+-- one of: 'done', 'wait' (released, due again later), 'retry' (transient
+-- failure, released with a backoff), 'failed' (the stage failed), 'lost' (the
+-- lease was lost or the job moved on meanwhile: nothing written but usage).
+
+-- Transient: no answer, 408, 409, 429, 5xx.
+CREATE FUNCTION tvdb._is_transient(http_status integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT http_status = 0 OR http_status IN (408, 409, 429) OR http_status >= 500 $$;
+
+-- How long to wait after a transient failure: Retry-After if the service
+-- said, else exponential in the failures since the job entered its status.
+CREATE FUNCTION tvdb._backoff(job uuid, retry_after_ms bigint) RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(make_interval(secs => coalesce(retry_after_ms, 0) / 1000.0),
+                    make_interval(secs => least(300, 0.5 * 2 ^ least(10, (
+                        SELECT count(*) FROM upload_pipeline.events e
+                        JOIN upload_pipeline.upload_jobs j ON j.job_id = e.job_id
+                        WHERE e.job_id = job AND e.code LIKE '%\_retry\_scheduled'
+                          AND e.ts >= j.status_changed_at)))))
+$$;
+
+-- The message of an error body: LlamaParse {"detail": ...}, OpenAI {"error": {"message": ...}}.
+CREATE FUNCTION tvdb._error_message(http_status integer, body text, failure text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    IF failure IS NOT NULL THEN
+        RETURN failure;
+    END IF;
+    BEGIN
+        j := body::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN format('HTTP %s: %s', http_status, left(coalesce(body, ''), 300));
+    END;
+    RETURN format('HTTP %s: %s', http_status,
+                  coalesce(j -> 'error' ->> 'message', j ->> 'detail', j::text));
+END
+$$;
+
+CREATE FUNCTION tvdb._json_or_null(body text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    RETURN body::jsonb;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
+-- A failed attempt: transient ones are retried, others fail the stage.
+CREATE FUNCTION tvdb._attempt_failed(job uuid, owner text, stage text, from_status text,
+                                     failed_status text, http_status integer, message text,
+                                     retry_after_ms bigint)
+    RETURNS text LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tvdb._is_transient(http_status) THEN
+        PERFORM tvdb._release(job, owner, tvdb._backoff(job, retry_after_ms), message, stage);
+        RETURN 'retry';
+    END IF;
+    RETURN CASE WHEN tvdb._advance(job, owner, from_status, failed_status,
+                                   jsonb_build_object('error', message, 'http_status', http_status))
+                THEN 'failed' ELSE 'lost' END;
+END
+$$;
+
+-- POST /api/v1/parsing/upload answered.
+CREATE FUNCTION tvdb._parse_submitted(job uuid, owner text, http_status integer, body text,
+                                      latency_ms double precision, failure text,
+                                      retry_after_ms bigint, poll_after_ms integer)
+    RETURNS text LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb := tvdb._json_or_null(body);
+    msg text;
+BEGIN
+    IF http_status = 200 AND j ->> 'id' IS NOT NULL THEN
+        PERFORM tvdb._record_usage('llamaparse', 'upload', job, NULL, http_status, latency_ms);
+        UPDATE upload_pipeline.upload_jobs u
+        SET parse_job_id = j ->> 'id',
+            next_poll_at = clock_timestamp() + make_interval(secs => poll_after_ms / 1000.0)
+        WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'uploaded';
+        RETURN CASE WHEN tvdb._advance(job, owner, 'uploaded', 'parse_queued',
+                                       jsonb_build_object('parse_job_id', j ->> 'id'))
+                    THEN 'done' ELSE 'lost' END;
+    END IF;
+    msg := CASE WHEN http_status = 200 THEN 'LlamaParse upload answer has no job id: ' || left(body, 200)
+                ELSE tvdb._error_message(http_status, body, failure) END;
+    PERFORM tvdb._record_usage('llamaparse', 'upload', job, NULL, http_status, latency_ms, error => msg);
+    RETURN tvdb._attempt_failed(job, owner, 'parse', 'uploaded', 'failed_parse',
+                                CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
+                                msg, retry_after_ms);
+END
+$$;
+
+-- GET /api/v1/parsing/job/{id} answered: 'fetch' when the result is ready.
+CREATE FUNCTION tvdb._parse_polled(job uuid, owner text, http_status integer, body text,
+                                   latency_ms double precision, failure text,
+                                   retry_after_ms bigint, poll_min_ms integer, poll_max_ms integer)
+    RETURNS text LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb := tvdb._json_or_null(body);
+    state text := upper(j ->> 'status');
+    msg text;
+    waited double precision;
+BEGIN
+    IF http_status <> 200 OR state IS NULL THEN
+        msg := CASE WHEN http_status = 200 THEN 'LlamaParse job answer has no status: ' || left(body, 200)
+                    ELSE tvdb._error_message(http_status, body, failure) END;
+        PERFORM tvdb._record_usage('llamaparse', 'job_status', job, NULL, http_status, latency_ms, error => msg);
+        RETURN tvdb._attempt_failed(job, owner, 'parse', 'parse_queued', 'failed_parse',
+                                    CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
+                                    msg, retry_after_ms);
+    END IF;
+    PERFORM tvdb._record_usage('llamaparse', 'job_status', job, NULL, http_status, latency_ms);
+    IF state = 'SUCCESS' THEN
+        RETURN 'fetch';
+    ELSIF state IN ('PENDING', 'RUNNING', 'IN_PROGRESS') THEN
+        -- Poll again after a quarter of the time waited so far, within bounds.
+        SELECT extract(epoch FROM clock_timestamp() - u.status_changed_at) * 1000 INTO waited
+        FROM upload_pipeline.upload_jobs u WHERE u.job_id = job;
+        UPDATE upload_pipeline.upload_jobs u
+        SET next_poll_at = clock_timestamp() + make_interval(secs =>
+                greatest(poll_min_ms, least(poll_max_ms, waited / 4)) / 1000.0),
+            lease_owner = NULL, lease_expires_at = NULL
+        WHERE u.job_id = job AND u.lease_owner = owner;
+        RETURN 'wait';
+    END IF;
+    -- ERROR, CANCELLED / CANCELED, PARTIAL_SUCCESS, or a status we do not know.
+    msg := format('LlamaParse job %s%s%s', state,
+                  coalesce(': ' || coalesce(j ->> 'error_code', j ->> 'errorCode'), ''),
+                  coalesce(': ' || coalesce(j ->> 'error_message', j ->> 'errorMessage', j ->> 'error'), ''));
+    RETURN CASE WHEN tvdb._advance(job, owner, 'parse_queued', 'failed_parse',
+                                   jsonb_strip_nulls(jsonb_build_object('error', msg,
+                                       'parse_status', state,
+                                       'error_code', coalesce(j ->> 'error_code', j ->> 'errorCode'))))
+                THEN 'failed' ELSE 'lost' END;
+END
+$$;
+
+-- GET /api/v1/parsing/job/{id}/result/markdown answered.
+CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, body text,
+                                    latency_ms double precision, failure text,
+                                    retry_after_ms bigint, usd_per_page double precision,
+                                    poll_min_ms integer)
+    RETURNS text LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb := tvdb._json_or_null(body);
+    pages integer;
+    hit boolean;
+    msg text;
+BEGIN
+    IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' THEN
+        pages := CASE WHEN jsonb_typeof(j -> 'job_metadata' -> 'job_pages') = 'number'
+                      THEN (j -> 'job_metadata' ->> 'job_pages')::numeric::integer END;
+        hit := CASE WHEN jsonb_typeof(j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
+                    THEN (j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END;
+        PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms,
+                                   pages => pages, cache_hit => hit,
+                                   cost_usd => (CASE WHEN hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END)::numeric);
+        RETURN CASE WHEN tvdb._store_parsed(job, owner, j ->> 'markdown',
+                                            jsonb_strip_nulls(jsonb_build_object('via', 'poll',
+                                                'pages', pages, 'cache_hit', hit)))
+                    THEN 'done' ELSE 'lost' END;
+    END IF;
+    msg := CASE WHEN http_status = 200 THEN 'LlamaParse result has no markdown'
+                ELSE tvdb._error_message(http_status, body, failure) END;
+    PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms, error => msg);
+    IF http_status = 404 THEN
+        -- Not ready after all: poll again.
+        UPDATE upload_pipeline.upload_jobs u
+        SET next_poll_at = clock_timestamp() + make_interval(secs => poll_min_ms / 1000.0),
+            lease_owner = NULL, lease_expires_at = NULL
+        WHERE u.job_id = job AND u.lease_owner = owner;
+        RETURN 'wait';
+    END IF;
+    RETURN tvdb._attempt_failed(job, owner, 'parse', 'parse_queued', 'failed_parse',
+                                CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
+                                msg, retry_after_ms);
+END
+$$;
+
+-- POST /embeddings answered for a batch of chunks (input i is chunk i).
+CREATE FUNCTION tvdb._embeddings_received(owner text, jobs uuid[], documents uuid[], chunks integer[],
+                                          http_status integer, body text, latency_ms double precision,
+                                          failure text, retry_after_ms bigint, dims integer,
+                                          usd_per_mtok double precision)
+    RETURNS text LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb := tvdb._json_or_null(body);
+    all_jobs uuid[] := ARRAY(SELECT DISTINCT unnest(jobs));
+    msg text;
+    tokens integer;
+    bad text;
+    job uuid;
+    outcome text := 'done';
+BEGIN
+    IF http_status = 200 AND jsonb_typeof(j -> 'data') = 'array' THEN
+        tokens := (j -> 'usage' ->> 'prompt_tokens')::integer;
+        -- Every input answered once, by index, with the expected dimensions.
+        SELECT CASE
+                 WHEN count(*) <> cardinality(jobs) THEN format('%s embeddings for %s inputs', count(*), cardinality(jobs))
+                 WHEN count(DISTINCT (d ->> 'index')) <> count(*) THEN 'an index is answered twice'
+                 WHEN bool_or((d ->> 'index')::integer NOT BETWEEN 0 AND cardinality(jobs) - 1) THEN 'an index is out of range'
+                 WHEN bool_or(jsonb_array_length(d -> 'embedding') <> dims) THEN
+                     format('an embedding has %s dimensions, expected %s',
+                            min(jsonb_array_length(d -> 'embedding')) FILTER (WHERE jsonb_array_length(d -> 'embedding') <> dims), dims)
+               END INTO bad
+        FROM jsonb_array_elements(j -> 'data') d;
+        IF bad IS NULL THEN
+            PERFORM tvdb._record_usage('openai', 'embeddings', NULL, all_jobs, http_status, latency_ms,
+                                       inputs => cardinality(jobs), prompt_tokens => tokens,
+                                       cost_usd => (coalesce(tokens, 0) * usd_per_mtok / 1e6)::numeric);
+            UPDATE upload_pipeline.document_chunks c
+            SET embedding = ARRAY(SELECT x::real FROM jsonb_array_elements_text(d.value -> 'embedding') x)
+            FROM jsonb_array_elements(j -> 'data') d,
+                 LATERAL (SELECT (d.value ->> 'index')::integer + 1 AS i) ix
+            WHERE c.document_id = documents[ix.i] AND c.chunk_index = chunks[ix.i]
+              AND c.job_id = jobs[ix.i];
+            FOREACH job IN ARRAY all_jobs LOOP
+                PERFORM tvdb._finish_embedding(job, owner);
+            END LOOP;
+            RETURN 'done';
+        END IF;
+        msg := 'OpenAI answer does not match the request: ' || bad;
+        http_status := 502;
+    ELSE
+        msg := CASE WHEN http_status = 200 THEN 'OpenAI answer has no data'
+                    ELSE tvdb._error_message(http_status, body, failure) END;
+        IF http_status = 200 THEN
+            http_status := 502;
+        END IF;
+    END IF;
+    PERFORM tvdb._record_usage('openai', 'embeddings', NULL, all_jobs, http_status, latency_ms,
+                               inputs => cardinality(jobs), error => msg);
+    FOREACH job IN ARRAY all_jobs LOOP
+        outcome := tvdb._attempt_failed(job, owner, 'embedding', 'embedding_in_progress',
+                                        'failed_embedding', http_status, msg, retry_after_ms);
+    END LOOP;
+    RETURN outcome;
+END
+$$;
+
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_submitted', '_parse_polled',
+                                                        '_parse_fetched', '_embeddings_received')
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;

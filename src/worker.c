@@ -1,0 +1,162 @@
+/*
+ * worker.c — the tvdb background workers: registered from _PG_init when the
+ * library is preloaded, each serves tvdb.database.  A worker's loop: claim
+ * and start what is due (stages.c), then wait on its latch, its HTTP sockets
+ * and its timers together (http.c).  Idle means asleep on the latch until a
+ * commit makes work, a lease runs out or a poll falls due.
+ */
+#include "worker.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void tvdb_worker_main(Datum arg);
+
+#define NOT_INSTALLED_RECHECK_MS 10000
+#define MAX_SLEEP_MS 60000
+
+void
+tvdb_register_workers(void)
+{
+	for (int i = 0; i < tvdb_workers; i++)
+	{
+		BackgroundWorker w;
+
+		memset(&w, 0, sizeof(w));
+		w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		w.bgw_restart_time = 5;
+		snprintf(w.bgw_library_name, BGW_MAXLEN, "tvdb");
+		snprintf(w.bgw_function_name, BGW_MAXLEN, "tvdb_worker_main");
+		snprintf(w.bgw_name, BGW_MAXLEN, "tvdb worker %d", i);
+		snprintf(w.bgw_type, BGW_MAXLEN, "tvdb worker");
+		w.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&w);
+	}
+}
+
+/*
+ * Milliseconds until the next job falls due (a poll, a backoff, an expired
+ * lease), -1 when there is none, or -2 when the extension is not installed.
+ */
+static long
+next_due_ms(void)
+{
+	long		ms = -1;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "tvdb: looking for due work");
+	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tvdb'", true, 1);
+	if (SPI_processed == 0)
+		ms = -2;
+	else
+	{
+		SPI_execute("SELECT ceil(tvdb._next_due_ms())::bigint",
+					true, 1);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				ms = Max(0, Min(DatumGetInt64(d), MAX_SLEEP_MS));
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ms;
+}
+
+/*
+ * After a crash every worker is new: leases held by workers that no longer
+ * exist are given back at once instead of waiting for them to expire.
+ */
+static void
+release_dead_leases(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tvdb'", true, 1);
+	if (SPI_processed == 1)
+		SPI_execute("UPDATE upload_pipeline.upload_jobs j SET lease_owner = NULL, lease_expires_at = NULL "
+					"WHERE j.lease_owner ~ '^tvdb worker [0-9]+ pid [0-9]+$' AND NOT EXISTS "
+					"(SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'tvdb worker' "
+					" AND j.lease_owner LIKE '% pid ' || a.pid)",
+					false, 0);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+void
+tvdb_worker_main(Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+	char	   *owner;
+	bool		announced = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tvdb_database, NULL, 0);
+	pgstat_report_appname("tvdb worker");
+	tvdb_wakeup_register(slot);
+	tvdb_http_init();
+	owner = MemoryContextStrdup(TopMemoryContext, psprintf("tvdb worker %d pid %d", slot, MyProcPid));
+	release_dead_leases();
+
+	for (;;)
+	{
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		timeout = next_due_ms();
+		if (timeout == -2)
+		{
+			if (!announced)
+				ereport(LOG,
+						(errmsg("tvdb worker waits for CREATE EXTENSION tvdb in database \"%s\"",
+								tvdb_database)));
+			announced = true;
+			timeout = NOT_INSTALLED_RECHECK_MS;
+		}
+		else
+		{
+			announced = false;
+			if (timeout == 0)
+			{
+				if (tvdb_stages_dispatch(owner))
+					continue;
+				timeout = next_due_ms();
+				/* due but not claimable now (no room, no keys): wait for progress */
+				if (timeout == 0)
+					timeout = tvdb_http_inflight() > 0 ? -1 : 1000;
+			}
+		}
+		tvdb_http_wait(timeout);
+	}
+}

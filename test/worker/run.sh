@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The real background worker against the fake LlamaParse and OpenAI servers,
+# over real HTTP.  Needs a running cluster (PGHOST/PGPORT/PGUSER, TVDB_PGDATA)
+# started with tvdb.database = 'tvdb_worker' and tvdb.workers = 2.
+#
+#  1. 120 documents of mixed type and size, some failing parse: final states,
+#     each job's event order, chunk sizes and embedding dimensions, and the
+#     usage ledger against the fake servers' own request counts.
+#  2. 80 more with the fakes slowed down and a worker killed with kill -9
+#     mid-run: every document still ends complete or failed, no duplicates.
+#  3. SIGTERM with requests in flight: the worker is gone within a second.
+#  4. Mock mode: no network; same text gives the same vector.
+# Prints TAP; exits non-zero on any failure.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+FAKES=$HERE/../fakes
+DB=tvdb_worker
+WORK=$(mktemp -d /tmp/tvdb-worker-test.XXXXXX)
+n=0
+failed=0
+pids=()
+
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+ok() {  # ok <condition-exit-status> <description> [diagnostic]
+    n=$((n + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else
+        echo "not ok $n - $2"; [ -n "${3:-}" ] && echo "# $3"; failed=$((failed + 1)); fi
+}
+is() {  # is <got> <expected> <description>
+    [ "$1" = "$2" ]; ok $? "$3" "got '$1', expected '$2'"
+}
+wait_ready() {
+    for _ in $(seq 1 120); do pg_isready -q && psql -X -q -d "$DB" -c "select 1" >/dev/null 2>&1 && return 0; sleep 0.5; done
+    return 1
+}
+# Wait until no job of the given filename prefix is still in flight.
+wait_settled() {
+    for _ in $(seq 1 "${2:-240}"); do
+        left=$(q "select count(*) from upload_pipeline.upload_jobs j join upload_pipeline.documents d using (document_id)
+                  where d.filename like '$1%' and j.status not in ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')" 2>/dev/null)
+        [ "$left" = "0" ] && return 0
+        sleep 0.5
+    done
+    echo "# still in flight: $left"
+    return 1
+}
+start_fake() {  # start_fake <script> <portfile> args...
+    local script=$1 portfile=$2; shift 2
+    python3 "$FAKES/$script" --port 0 --port-file "$portfile" "$@" >"$portfile.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 50); do [ -s "$portfile" ] && return 0; sleep 0.1; done
+    echo "could not start $script"; cat "$portfile.log"; exit 1
+}
+
+start_fake fake_llamaparse.py "$WORK/lp" --parse-latency 0.3 --fail-marker FAILME
+start_fake fake_openai.py "$WORK/oa" --shuffle
+LP=$(cat "$WORK/lp"); OA=$(cat "$WORK/oa")
+
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+psql -X -q -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION tvdb CASCADE"
+psql -X -q -d postgres <<SQL
+ALTER SYSTEM SET tvdb.service_mode = 'real';
+ALTER SYSTEM SET tvdb.llamaparse_base_url = 'http://127.0.0.1:$LP';
+ALTER SYSTEM SET tvdb.openai_base_url = 'http://127.0.0.1:$OA/v1';
+ALTER SYSTEM SET tvdb.llamaparse_api_key = 'test-llamaparse-key';
+ALTER SYSTEM SET tvdb.openai_api_key = 'test-openai-key';
+ALTER SYSTEM SET tvdb.embedding_dimensions = 64;
+ALTER SYSTEM SET tvdb.poll_interval_min = '100ms';
+ALTER SYSTEM SET tvdb.poll_interval_max = '500ms';
+ALTER SYSTEM SET tvdb.lease_seconds = 4;
+ALTER SYSTEM SET tvdb.http_timeout = '8s';
+ALTER SYSTEM SET tvdb.connect_timeout = '2s';
+ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
+ALTER SYSTEM SET tvdb.chunk_overlap_tokens = 16;
+SELECT pg_reload_conf();
+SQL
+sleep 0.5
+
+# Documents: markdown with sections, plain text, HTML and PDF-ish bytes, of
+# sizes from a line to ~60 KB; every 12th named to fail at LlamaParse.
+upload_batch() {  # upload_batch <prefix> <count>
+    q "SELECT count(tvdb.upload(
+          format('$1-%s%s.%s', i, CASE WHEN i % 12 = 0 THEN '-FAILME' ELSE '' END,
+                 (ARRAY['md', 'txt', 'html', 'pdf'])[1 + i % 4]),
+          convert_to(CASE i % 4
+            WHEN 0 THEN (SELECT string_agg(format(E'# Part %s\n\n## Section %s.%s\n\n%s\n', i, i, k,
+                               repeat(format('Sentence %s of part %s is here. ', k, i), 1 + (i * k) % 40)), '')
+                         FROM generate_series(1, 1 + i % 6) k)
+            WHEN 1 THEN repeat(format('Plain text line %s. ', i), 1 + (i * 37) % 900)
+            WHEN 2 THEN format('<h1>Page %s</h1><p>%s</p>', i, repeat('html words go here. ', 1 + i % 300))
+            ELSE '%PDF-1.4 ' || repeat(md5(i::text), 1 + i % 200) END, 'UTF8')))
+       FROM generate_series(1, $2) i" >/dev/null
+}
+expected_path="uploaded,parse_queued,parsed,chunking,chunks_stored,embedding_queued,embedding_in_progress,embeddings_stored,complete"
+
+echo "# phase 1: 120 documents, two workers"
+workers_up() {  # the workers restart within seconds of their database appearing
+    for _ in $(seq 1 40); do
+        [ "$(q "select count(*) from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB'")" = 2 ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+workers_up; ok $? "two workers serve the database"
+upload_batch p1 120
+wait_settled p1-; ok $? "every phase-1 document reached complete or a failure state"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1-%' and status = 'complete'")" 110 "110 documents complete"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1-%' and status = 'failed_parse'
+          and last_error like '%ERROR%FAKE_PARSE_ERROR%'")" 10 "10 failed parse with LlamaParse's error code and message"
+is "$(q "select count(*) from tvdb.jobs j where filename like 'p1-%' and status = 'complete' and
+          (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+           where e.job_id = j.job_id and to_status is not null) <> '$expected_path'")" 0 \
+   "each complete job's events follow the nine states in order, once each"
+is "$(q "select count(*) from tvdb.jobs j where filename like 'p1-%' and status = 'failed_parse' and
+          (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+           where e.job_id = j.job_id and to_status is not null) <> 'uploaded,parse_queued,failed_parse'")" 0 \
+   "each failed job's events are uploaded, parse_queued, failed_parse"
+is "$(q "select count(*) from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.path = j.parsed_path
+          join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%' and b.path = format('storage://parsed/%s/%s.md', j.document_id, j.job_id)
+            and b.sha256 = j.parsed_sha256")" 110 "parsed markdown stored at storage://parsed/{document_id}/{job_id}.md"
+is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%' and (octet_length(c.content) > 8192 or c.content = ''
+                or c.token_estimate <> ceil(octet_length(c.content) / 4.0))")" 0 \
+   "every chunk is non-empty, under 8192 bytes, with its token estimate"
+is "$(q "select count(*) from (select c.document_id, max(chunk_index) + 1 = count(*) as dense
+          from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%' group by 1) s where not dense")" 0 "chunk indexes are 0..n-1 per document"
+is "$(q "select count(*) > 200 from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%'")" t "large documents were cut into several chunks"
+is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%.md' and not (array_length(c.heading_path, 1) = 2
+                and c.heading_path[1] ~ '^Part [0-9]+$' and c.heading_path[2] ~ '^Section [0-9]+\.[0-9]+$'
+                and c.content not like '#%')")" 0 "markdown chunks carry their heading path (Part > Section), not the heading line"
+is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1-%' and (c.embedding is null or array_length(c.embedding, 1) <> 64)")" 0 \
+   "every chunk has a 64-dimension embedding"
+is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
+          and operation = 'upload' and http_status = 200 group by 1 having count(*) > 1) s")" 0 \
+   "no document was submitted twice (two workers never took the same job)"
+
+stats_lp=$(curl -s "127.0.0.1:$LP/_stats"); stats_oa=$(curl -s "127.0.0.1:$OA/_stats")
+jget() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))" "$1" "$2"; }
+is "$(q "select count(*) from upload_pipeline.usage where service = 'llamaparse' and operation = 'upload'")" \
+   "$(jget "$stats_lp" "d['uploads']")" "usage: LlamaParse uploads match the fake's count"
+is "$(q "select count(*) from upload_pipeline.usage where service = 'llamaparse' and operation = 'job_status'")" \
+   "$(jget "$stats_lp" "d['job_polls']")" "usage: LlamaParse polls match the fake's count"
+is "$(q "select count(*) from upload_pipeline.usage where service = 'llamaparse' and operation = 'result'")" \
+   "$(jget "$stats_lp" "d['result_fetches']")" "usage: LlamaParse result fetches match the fake's count"
+is "$(q "select coalesce(sum(pages), 0) from upload_pipeline.usage where service = 'llamaparse' and operation = 'result'")" \
+   "$(jget "$stats_lp" "d['result_pages_served']")" "usage: pages match the fake's count"
+is "$(q "select count(*) from upload_pipeline.usage where service = 'openai'")" \
+   "$(jget "$stats_oa" "d['requests']")" "usage: OpenAI requests match the fake's count"
+is "$(q "select sum(prompt_tokens) from upload_pipeline.usage where service = 'openai'")" \
+   "$(jget "$stats_oa" "d['prompt_tokens']")" "usage: prompt tokens match the fake's count"
+is "$(q "select sum(inputs) from upload_pipeline.usage where service = 'openai' and http_status = 200")" \
+   "$(q "select count(*) from upload_pipeline.document_chunks")" "usage: one embedding input per chunk"
+is "$(q "select bool_and(cost_usd > 0) from upload_pipeline.usage where service = 'openai'")" t "usage: embedding cost recorded"
+
+echo "# phase 1b: rate limits and server errors are retried; a 4xx from OpenAI fails the stage"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 5, "error_rate": 0.1}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 3, "fail_marker": "POISON"}' >/dev/null
+upload_batch p1b 11
+q "SELECT tvdb.upload('p1b-poison.md', convert_to(E'# Bad\n\nThis chunk carries POISON for the embedder.', 'UTF8'))" >/dev/null
+wait_settled p1b- 240; ok $? "every phase-1b document settled"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1b-%' and status = 'complete'")" 11 \
+   "429s and 500s were retried until the documents completed"
+is "$(q "select count(*) > 0 from upload_pipeline.usage where http_status in (429, 500)")" t "the ledger shows the refused requests"
+is "$(q "select count(*) > 0 from upload_pipeline.events where code like '%\_retry\_scheduled' and severity = 'warn'")" t \
+   "each retry is a warning event"
+is "$(q "select status || ': ' || (last_error like 'HTTP 400: %POISON%')::text from tvdb.jobs where filename = 'p1b-poison.md'")" \
+   "failed_embedding: true" "a 400 from OpenAI fails the embedding stage with OpenAI's message"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 0, "error_rate": 0}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 0, "fail_marker": null}' >/dev/null
+
+echo "# idle: no CPU"
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
+before=$(cpu "$w"); sleep 3; after=$(cpu "$w")
+[ $((after - before)) -le 1 ]; ok $? "an idle worker uses no CPU (ticks over 3 s: $((after - before)))"
+
+echo "# phase 2: 80 documents, slow services, a worker killed with kill -9"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0.3}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0.3}' >/dev/null
+upload_batch p2 80
+sleep 1.5
+victim=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
+kill -9 "$victim"; ok $? "killed worker $victim with SIGKILL mid-run"
+sleep 2
+wait_ready; ok $? "the postmaster restarted after the crash"
+wait_settled p2- 360; ok $? "every phase-2 document reached complete or a failure state after the crash"
+workers_up; ok $? "both workers are back"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p2-%' and status = 'complete'")" 74 "74 documents complete"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p2-%' and status = 'failed_parse'")" 6 "6 failed parse"
+is "$(q "select count(*) from tvdb.jobs j where filename like 'p2-%' and status = 'complete' and
+          (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+           where e.job_id = j.job_id and to_status is not null) <> '$expected_path'")" 0 \
+   "after the crash, each job still went through the nine states once"
+is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p2-%' and (c.embedding is null or array_length(c.embedding, 1) <> 64)")" 0 \
+   "after the crash, every chunk has its embedding"
+is "$(q "select count(*) from (select c.document_id, max(chunk_index) + 1 = count(*) as dense
+          from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p2-%' group by 1) s where not dense")" 0 "after the crash, no chunk duplicated or missing"
+is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
+          and operation = 'result' and http_status = 200 group by 1 having count(*) > 1) s")" 0 \
+   "after the crash, no parse result was recorded twice"
+
+echo "# phase 3: SIGTERM with requests in flight"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 5}' >/dev/null
+upload_batch p3 8
+sleep 1
+victim=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
+kill -TERM "$victim"
+gone=1
+for _ in $(seq 1 10); do sleep 0.1; kill -0 "$victim" 2>/dev/null || { gone=0; break; }; done
+ok $gone "a worker with requests in flight stops within a second of SIGTERM"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
+wait_settled p3- 240; ok $? "its jobs are finished by the workers afterwards"
+
+echo "# phase 4: mock mode, offline"
+kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; pids=()
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.service_mode = 'mock'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload('m-a.md', convert_to(E'# Cats\n\nCats purr and sleep in the sun.', 'UTF8')),
+          tvdb.upload('m-b.md', convert_to(E'# Cats\n\nCats purr and sleep in the sun.', 'UTF8')),
+          tvdb.upload('m-c.md', convert_to(E'# Cats\n\nCats purr and nap in the warm sun.', 'UTF8')),
+          tvdb.upload('m-d.md', convert_to(E'# Taxes\n\nQuarterly VAT filings are due in April.', 'UTF8')),
+          tvdb.upload('m-e.html', '<h1>Hi</h1><p>Some <b>HTML</b> &amp; text.</p>'),
+          tvdb.upload('m-f.pdf', '%PDF-1.4 binary')" >/dev/null
+wait_settled m- 60; ok $? "mock documents settle with no network"
+is "$(q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'm-%'")" \
+   "m-a.md:complete m-b.md:complete m-c.md:complete m-d.md:complete m-e.html:complete m-f.pdf:failed_parse" \
+   "mock: text, markdown and HTML complete; PDF fails parse with a reason"
+emb() { echo "(select c.embedding from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id) where d.filename = '$1')"; }
+cos() { echo "(select sum(a * b) from unnest($(emb "$1"), $(emb "$2")) as t(a, b))"; }
+is "$(q "select $(emb m-a.md) = $(emb m-b.md)")" t "mock: the same text gives the same vector"
+is "$(q "select $(cos m-a.md m-c.md) > $(cos m-a.md m-d.md) + 0.2")" t "mock: similar text gives a nearer vector than unrelated text"
+is "$(q "select convert_from(b.content, 'UTF8') from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.path = j.parsed_path
+          join upload_pipeline.documents d using (document_id) where d.filename = 'm-e.html'")" "$(printf '# Hi\n\nSome HTML & text.')" \
+   "mock: HTML becomes markdown"
+
+psql -X -q -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
+echo "1..$n"
+[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
