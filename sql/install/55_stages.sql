@@ -268,3 +268,22 @@ BEGIN
     END LOOP;
 END
 $$;
+
+COMMENT ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) IS 'internal (worker): move a leased job; false if the lease was lost or the job moved';
+COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint) IS 'internal (worker): retry a transient failure with backoff, else fail the stage';
+COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
+COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
+COMMENT ON FUNCTION tvdb._claimable(upload_pipeline.upload_jobs) IS 'internal (worker): the job''s lease is free and it is due';
+COMMENT ON FUNCTION tvdb._clear_chunks(uuid) IS 'internal (worker): drop a document''s chunks before re-chunking';
+COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision) IS 'internal (worker): record an embeddings answer for a batch of chunks';
+COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';
+COMMENT ON FUNCTION tvdb._finish_embedding(uuid, text) IS 'internal (worker): complete a job once every chunk has its vector';
+COMMENT ON FUNCTION tvdb._is_transient(integer) IS 'internal (worker): HTTP statuses worth retrying (0 = no answer)';
+COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
+COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
+COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer) IS 'internal (worker): record a LlamaParse result fetch';
+COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
+COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
+COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
+COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
+COMMENT ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) IS 'internal (worker): store parsed markdown and move parse_queued -> parsed';
