@@ -65,7 +65,7 @@ html_to_markdown(const char *data, size_t len)
 	StringInfoData out;
 	const char *p = data;
 	const char *end = data + len;
-	bool		skip = false;	/* inside <script> or <style> */
+	bool		skip = false;	/* inside <head>, <script> or <style> */
 
 	initStringInfo(&out);
 	while (p < end)
@@ -80,7 +80,8 @@ html_to_markdown(const char *data, size_t len)
 				break;
 			if (closing)
 				t++;
-			if (starts_tag(t, end, "script") || starts_tag(t, end, "style"))
+			if (starts_tag(t, end, "head") || starts_tag(t, end, "script") ||
+				starts_tag(t, end, "style"))
 				skip = !closing;
 			else if (!closing && t + 1 < end && (t[0] == 'h' || t[0] == 'H') &&
 					 t[1] >= '1' && t[1] <= '6')
