@@ -224,7 +224,7 @@ BEGIN
             SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
                 size_bytes = EXCLUDED.size_bytes, created_at = now();
         UPDATE upload_pipeline.upload_jobs j
-        SET parsed_path = md_path, parsed_sha256 = md_sha,
+        SET parsed_path = md_path, parsed_sha256 = md_sha, next_poll_at = NULL,
             parse_job_id = coalesce(payload ->> 'parse_job_id', j.parse_job_id)
         WHERE j.job_id = job.job_id;
         PERFORM tvdb.transition(job.job_id, 'parsed',
@@ -246,7 +246,7 @@ BEGIN
                      ELSE 'a failure arrived for a job already parsed' END, cb_status);
         END IF;
         UPDATE upload_pipeline.upload_jobs j
-        SET parse_job_id = coalesce(payload ->> 'parse_job_id', j.parse_job_id)
+        SET parse_job_id = coalesce(payload ->> 'parse_job_id', j.parse_job_id), next_poll_at = NULL
         WHERE j.job_id = job.job_id;
         PERFORM tvdb.transition(job.job_id, 'failed_parse',
             jsonb_strip_nulls(jsonb_build_object(

@@ -111,10 +111,12 @@ BEGIN
         RETURN false;
     END IF;
     PERFORM tvdb.transition(job, to_status, detail, from_status);
-    IF NOT keep_lease THEN
-        UPDATE upload_pipeline.upload_jobs u SET lease_owner = NULL, lease_expires_at = NULL
-        WHERE u.job_id = job;
-    END IF;
+    -- A new status starts with no wait of its own (a new parse job sets one after).
+    UPDATE upload_pipeline.upload_jobs u
+    SET next_poll_at = CASE WHEN to_status = 'parse_queued' THEN u.next_poll_at END,
+        lease_owner = CASE WHEN keep_lease THEN u.lease_owner END,
+        lease_expires_at = CASE WHEN keep_lease THEN u.lease_expires_at END
+    WHERE u.job_id = job;
     RETURN true;
 END
 $$;

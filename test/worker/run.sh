@@ -9,7 +9,9 @@
 #  2. 80 more with the fakes slowed down and a worker killed with kill -9
 #     mid-run: every document still ends complete or failed, no duplicates.
 #  3. SIGTERM with requests in flight: the worker is gone within a second.
-#  4. Mock mode: no network; same text gives the same vector.
+#  4. Webhooks: a LlamaCloud hint makes the worker poll at once; a job parsed
+#     by a callback is not fetched again.
+#  5. Mock mode: no network; same text gives the same vector.
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -226,7 +228,46 @@ curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 wait_settled p3- 240; ok $? "its jobs are finished by the workers afterwards"
 
-echo "# phase 4: mock mode, offline"
+echo "# phase 4: webhooks meet the worker"
+# Polls are an hour apart here, so only a webhook can move these jobs on soon.
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.poll_interval_min = '1h'" -c "ALTER SYSTEM SET tvdb.poll_interval_max = '1h'" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload('p4-hint.md', convert_to(E'# Hint\n\nParsed by LlamaParse, announced by an event.', 'UTF8')),
+          tvdb.upload('p4-pushed.md', convert_to(E'# Pushed\n\nThis one arrives by webhook.', 'UTF8'))" >/dev/null
+for _ in $(seq 1 40); do
+    [ "$(q "select count(*) from tvdb.jobs where filename like 'p4-%' and status = 'parse_queued'")" = 2 ] && break; sleep 0.25
+done
+sleep 1   # the fake has finished parsing by now
+signed() {  # signed <sql producing the body text>: deliver it, print the HTTP status
+    q "SELECT tvdb.handle_llamaparse_webhook(convert_to(b, 'UTF8'), jsonb_build_object('X-Webhook-Signature',
+              'sha256=' || encode(hmac(convert_to(b, 'UTF8'), 'tvdb-test-secret', 'sha256'), 'hex')))->>'http_status'
+       FROM ($1) AS s(b)"
+}
+is "$(signed "SELECT format('{\"event_type\": \"parse.success\", \"data\": {\"job_id\": \"%s\"}}', j.parse_job_id)
+               FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+               WHERE d.filename = 'p4-hint.md'")" 202 "a LlamaCloud parse.success event is accepted as a hint"
+is "$(signed "SELECT jsonb_build_object('job_id', j.job_id, 'document_id', j.document_id, 'status', 'parsed',
+                  'parse_job_id', j.parse_job_id, 'meta', jsonb_build_object('parser_name', 'llamaparse'),
+                  'artifacts', jsonb_build_array(jsonb_build_object('type', 'markdown', 'content', m,
+                      'sha256', encode(sha256(convert_to(m, 'UTF8')), 'hex'), 'bytes', octet_length(m))))::text
+               FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id),
+                    (SELECT E'# Pushed\n\nThe webhook brought this markdown.' AS m) md
+               WHERE d.filename = 'p4-pushed.md'")" 200 "a parsed callback is applied"
+wait_settled p4- 40; ok $? "both complete long before the next poll would have been due"
+is "$(q "select count(*) from upload_pipeline.usage u join upload_pipeline.upload_jobs j using (job_id)
+          join upload_pipeline.documents d using (document_id)
+          where d.filename = 'p4-hint.md' and u.operation in ('job_status', 'result') and u.http_status = 200")" 2 \
+   "the hint made the worker poll and fetch at once"
+is "$(q "select count(*) from upload_pipeline.usage u join upload_pipeline.upload_jobs j using (job_id)
+          join upload_pipeline.documents d using (document_id)
+          where d.filename = 'p4-pushed.md' and u.operation in ('job_status', 'result')")" 0 \
+   "a job the webhook parsed is not polled or fetched"
+is "$(q "select convert_from(b.content, 'UTF8') like '%webhook brought%' from upload_pipeline.blobs b
+          join upload_pipeline.upload_jobs j on b.path = j.parsed_path join upload_pipeline.documents d using (document_id)
+          where d.filename = 'p4-pushed.md'")" t "its chunks come from the webhook's markdown"
+
+echo "# phase 5: mock mode, offline"
 kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; pids=()
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.service_mode = 'mock'" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
