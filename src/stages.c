@@ -213,10 +213,13 @@ llamaparse_url(const char *path_fmt, const char *id)
 	const char *base = tvdb_llamaparse_base_url;
 	size_t		len = strlen(base);
 	char	   *path = id ? psprintf(path_fmt, id) : pstrdup(path_fmt);
+	char	   *url;
 
 	while (len > 0 && base[len - 1] == '/')
 		len--;
-	return psprintf("%.*s%s", (int) len, base, path);
+	url = psprintf("%.*s%s", (int) len, base, path);
+	pfree(path);				/* outside a transaction this is TopMemoryContext */
+	return url;
 }
 
 static void fetch_done(TvdbHttp *req);
