@@ -235,7 +235,15 @@ finish_done(void)
 		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
 		if (req->rc != CURLE_OK)
 			req->status = 0;
-		req->latency_ms = (GetCurrentTimestamp() - req->started_us) / 1000.0;
+		{
+			curl_off_t	total_us = 0;
+
+			/* the service's time, not how long the answer waited for us */
+			if (curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK && total_us > 0)
+				req->latency_ms = total_us / 1000.0;
+			else
+				req->latency_ms = (GetCurrentTimestamp() - req->started_us) / 1000.0;
+		}
 		curl_multi_remove_handle(multi, req->easy);
 		inflight--;
 		req->done(req);

@@ -85,11 +85,43 @@ in_xact(const char *what, void (*fn) (void *), void *arg)
 	return ok;
 }
 
+/*
+ * Run a statement of the worker's.  Each distinct statement is prepared once
+ * and kept: the worker runs the same few thousands of times.
+ */
+typedef struct Prepared
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+} Prepared;
+
+static Prepared prepared[64];
+static int	n_prepared = 0;
+
 static int
 exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	SPIPlanPtr	plan = NULL;
+	int			rc;
 
+	for (int i = 0; i < n_prepared && plan == NULL; i++)
+		if (strcmp(prepared[i].sql, sql) == 0)
+			plan = prepared[i].plan;
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, nargs, types);
+		if (plan == NULL)
+			elog(ERROR, "tvdb worker could not prepare (%s): %s",
+				 SPI_result_code_string(SPI_result), sql);
+		if (n_prepared < (int) lengthof(prepared))
+		{
+			SPI_keepplan(plan);
+			prepared[n_prepared].sql = MemoryContextStrdup(TopMemoryContext, sql);
+			prepared[n_prepared].plan = plan;
+			n_prepared++;
+		}
+	}
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "tvdb worker query failed (%s): %s", SPI_result_code_string(rc), sql);
 	return rc;
@@ -680,7 +712,7 @@ embed_claim(void *arg)
 		 "FROM upload_pipeline.document_chunks c JOIN tvdb_embed_claim k ON k.job_id = c.job_id "
 		 "WHERE c.embedding IS NULL ORDER BY c.job_id, c.chunk_index", 0, NULL, NULL, NULL);
 
-	old = MemoryContextSwitchTo(TopMemoryContext);
+	/* SPI values stay in the transaction; only what a batch keeps goes to TopMemoryContext */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -692,7 +724,9 @@ embed_claim(void *arg)
 						  b->bytes + len > (size_t) tvdb_embedding_batch_tokens))
 		{
 			appendStringInfoChar(&b->input, ']');
+			old = MemoryContextSwitchTo(TopMemoryContext);
 			e->batches = lappend(e->batches, b);
+			MemoryContextSwitchTo(old);
 			b = NULL;
 		}
 		if (b == NULL)
@@ -707,8 +741,8 @@ embed_claim(void *arg)
 			b->docs = repalloc(b->docs, sizeof(char *) * b->cap);
 			b->chunk = repalloc(b->chunk, sizeof(int) * b->cap);
 		}
-		b->jobs[b->n] = pstrdup(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
-		b->docs[b->n] = pstrdup(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2));
+		b->jobs[b->n] = col_text((int) i, 1);
+		b->docs[b->n] = col_text((int) i, 2);
 		b->chunk[b->n] = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 		if (b->n > 0)
 			appendStringInfoChar(&b->input, ',');
@@ -719,9 +753,10 @@ embed_claim(void *arg)
 	if (b != NULL)
 	{
 		appendStringInfoChar(&b->input, ']');
+		old = MemoryContextSwitchTo(TopMemoryContext);
 		e->batches = lappend(e->batches, b);
+		MemoryContextSwitchTo(old);
 	}
-	MemoryContextSwitchTo(old);
 }
 
 /* Jobs with no chunk left to embed (empty documents, or a crash after the last batch). */
@@ -738,6 +773,8 @@ finish_claimed(void *arg)
 		 "                WHERE c.job_id = j.job_id AND c.embedding IS NULL)",
 		 1, types, values, NULL);
 }
+
+static void record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure);
 
 typedef struct EmbedAnswer
 {
@@ -758,6 +795,55 @@ text_array(char **items, int n, Oid elemtype)
 										   false, elemtype == UUIDOID ? TYPALIGN_CHAR : TYPALIGN_INT));
 }
 
+/*
+ * A complete, well-formed answer: store the vectors, record the request and
+ * finish the jobs whose chunks all have theirs.  False (nothing written) when
+ * the answer needs the SQL path, which explains what is wrong with it.
+ */
+static bool
+store_embeddings(Batch *b, TvdbHttp *req, const char *body)
+{
+	TvdbEmbeddings e = {b->n, tvdb_model_dimensions(), CurrentMemoryContext};
+	Oid			types[4] = {FLOAT4ARRAYOID, UUIDOID, INT4OID, UUIDOID};
+	Datum		values[4];
+	Datum	   *elems;
+	Oid			utypes[6] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID};
+	Datum		uvalues[6];
+	char		unulls[6] = "      ";
+
+	tvdb_read_embeddings(body, strlen(body), &e);
+	if (e.error != NULL)
+		return false;
+	elems = palloc(sizeof(Datum) * e.dims);
+	for (int i = 0; i < b->n; i++)
+	{
+		for (int d = 0; d < e.dims; d++)
+			elems[d] = Float4GetDatum(e.vectors[i][d]);
+		values[0] = PointerGetDatum(construct_array(elems, e.dims, FLOAT4OID, 4, true, TYPALIGN_INT));
+		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
+		values[2] = Int32GetDatum(b->chunk[i]);
+		values[3] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->jobs[i]));
+		exec("UPDATE upload_pipeline.document_chunks SET embedding = $1 "
+			 "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
+		pfree(DatumGetPointer(values[0]));
+	}
+	uvalues[0] = text_array(b->jobs, b->n, UUIDOID);
+	uvalues[1] = Int32GetDatum((int32) req->status);
+	uvalues[2] = Float8GetDatum(req->latency_ms);
+	uvalues[3] = Int32GetDatum(b->n);
+	uvalues[4] = Int32GetDatum((int32) e.prompt_tokens);
+	unulls[4] = e.prompt_tokens >= 0 ? ' ' : 'n';
+	uvalues[5] = Float8GetDatum(tvdb_openai_usd_per_mtok);
+	exec("SELECT tvdb._record_usage('openai', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), $2, $3, "
+		 "inputs => $4, prompt_tokens => $5, cost_usd => (coalesce($5, 0) * $6 / 1e6)::numeric)",
+		 6, utypes, uvalues, unulls);
+	uvalues[1] = CStringGetTextDatum(b->owner);
+	utypes[1] = TEXTOID;
+	exec("SELECT tvdb._finish_embedding(s.j, $2) FROM (SELECT DISTINCT unnest($1) AS j) s",
+		 2, utypes, uvalues, NULL);
+	return true;
+}
+
 static void
 record_embeddings(void *arg)
 {
@@ -766,6 +852,15 @@ record_embeddings(void *arg)
 	TvdbHttp   *req = a->req;
 	const char *failure = tvdb_http_failure(req);
 	char	   *body = body_text(req, &failure);
+
+	if (req->status == 200 && body != NULL && store_embeddings(b, req, body))
+		return;
+	record_embedding_error(b, req, body, failure);
+}
+
+static void
+record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure)
+{
 	Oid			types[11] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
 	FLOAT8OID, TEXTOID, INT8OID, INT4OID, FLOAT8OID};
 	Datum		values[11];
@@ -944,25 +1039,7 @@ tvdb_stages_dispatch(const char *owner)
 	if (can_call)
 		warned_keys = false;
 
-	if (mock)
-	{
-		n = run_local("uploaded", owner, mock_parse_job, "tvdb: mock parsing");
-		more |= n == LOCAL_BATCH;
-	}
-	else if (can_call && room > 0)
-	{
-		n = claim_requests("uploaded", owner, room,
-						   "j.job_id, d.filename, d.mime_type, b.content, j.job_id, j.document_id, j.correlation_id",
-						   upload_row);
-		room -= n;
-		more |= room == 0;
-		if (room > 0)
-		{
-			n = claim_requests("parse_queued", owner, room, "j.job_id, j.parse_job_id", poll_row);
-			room -= n;
-			more |= room == 0;
-		}
-	}
+	/* Downstream first: finishing documents matters more than starting new ones. */
 	n = run_local("parsed", owner, chunk_job, "tvdb: chunking");
 	more |= n == LOCAL_BATCH;
 	n = run_local("chunking", owner, chunk_job, "tvdb: chunking");
@@ -970,7 +1047,26 @@ tvdb_stages_dispatch(const char *owner)
 	if (mock || (can_call && room > 0))
 	{
 		n = dispatch_embeddings(owner, mock, room);
+		room -= mock ? 0 : n;
 		more |= n > 0 && mock;
+	}
+	if (mock)
+	{
+		n = run_local("uploaded", owner, mock_parse_job, "tvdb: mock parsing");
+		more |= n == LOCAL_BATCH;
+	}
+	else if (can_call && room > 0)
+	{
+		n = claim_requests("parse_queued", owner, room, "j.job_id, j.parse_job_id", poll_row);
+		room -= n;
+		if (room > 0)
+		{
+			n = claim_requests("uploaded", owner, room,
+							   "j.job_id, d.filename, d.mime_type, b.content, j.job_id, j.document_id, j.correlation_id",
+							   upload_row);
+			room -= n;
+		}
+		/* out of room: the next finished request brings us back */
 	}
 	return more;
 }

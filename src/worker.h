@@ -92,6 +92,20 @@ extern void tvdb_register_workers(void);
 /* stages.c */
 extern bool tvdb_stages_dispatch(const char *owner);
 
+/* embedjson.c: an OpenAI embeddings answer, read in C */
+typedef struct TvdbEmbeddings
+{
+	int			n;				/* inputs sent */
+	int			dims;			/* dimensions expected */
+	MemoryContext cxt;			/* where the vectors go */
+	float	  **vectors;		/* by input index */
+	int			answered;
+	long		prompt_tokens;	/* -1: not given */
+	const char *error;			/* NULL if the answer is complete and well-formed */
+} TvdbEmbeddings;
+
+extern void tvdb_read_embeddings(const char *body, size_t len, TvdbEmbeddings *e);
+
 /* mock.c: the offline parser and embedder */
 extern char *tvdb_mock_markdown(const char *filename, const char *mime_type,
 								const char *data, size_t len);
