@@ -130,6 +130,12 @@ class BaseHandler(BaseHTTPRequestHandler):
     def version_string(self):
         return self.server_version
 
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle's algorithm
+        # holds the body back for the client's delayed ACK (~40 ms per answer).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     # ---- plumbing -------------------------------------------------------
     @property
     def app(self):
