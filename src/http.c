@@ -223,6 +223,7 @@ finish_done(void)
 {
 	CURLMsg    *msg;
 	int			left;
+	bool		batch = false;
 
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
@@ -246,9 +247,16 @@ finish_done(void)
 		}
 		curl_multi_remove_handle(multi, req->easy);
 		inflight--;
+		if (!batch)
+		{
+			tvdb_answers_begin();
+			batch = true;
+		}
 		req->done(req);
 		tvdb_http_free(req);
 	}
+	if (batch)
+		tvdb_answers_end();
 }
 
 static void

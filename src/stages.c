@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
@@ -56,33 +57,95 @@ commit_xact(void)
 }
 
 /*
- * Run fn(arg) in its own transaction.  An error is logged, the transaction
- * rolled back, and false returned: one bad answer must not stop the worker.
+ * Run fn(arg) in its own transaction, or, while a batch of answers is being
+ * recorded (tvdb_answers_begin), in its own subtransaction of the batch's.
+ * An error is logged and rolled back and false returned: one bad answer
+ * must not stop the worker or undo the others.
  */
+static bool in_batch = false;
+
 static bool
 in_xact(const char *what, void (*fn) (void *), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		sub = in_batch;
 	volatile bool ok = true;
 
+	if (sub)
+		BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		begin_xact(what);
-		fn(arg);
-		commit_xact();
+		if (sub)
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			PushActiveSnapshot(GetTransactionSnapshot());
+			fn(arg);
+			SPI_finish();
+			PopActiveSnapshot();
+			ReleaseCurrentSubTransaction();
+		}
+		else
+		{
+			begin_xact(what);
+			fn(arg);
+			commit_xact();
+		}
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
-		AbortCurrentTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
+		if (sub)
+			RollbackAndReleaseCurrentSubTransaction();
+		else
+		{
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
 		ok = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
 	return ok;
+}
+
+/*
+ * The answers that arrive together are recorded in one transaction (one
+ * subtransaction each): a commit per answer was most of the worker's time.
+ */
+void
+tvdb_answers_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "tvdb: recording answers");
+	in_batch = true;
+}
+
+void
+tvdb_answers_end(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	in_batch = false;
+	PG_TRY();
+	{
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* the jobs keep their leases and are taken up again when they lapse */
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*

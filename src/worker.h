@@ -91,6 +91,8 @@ extern void tvdb_register_workers(void);
 
 /* stages.c */
 extern bool tvdb_stages_dispatch(const char *owner);
+extern void tvdb_answers_begin(void);
+extern void tvdb_answers_end(void);
 
 /* embedjson.c: an OpenAI embeddings answer, read in C */
 typedef struct TvdbEmbeddings
