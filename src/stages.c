@@ -15,6 +15,7 @@
 #include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -746,6 +747,26 @@ free_batch(Batch *b)
 	pfree(b);
 }
 
+/* Append the uuids of the last result's first column to ids (n counts them). */
+static Datum *
+collect_ids(int *n, Datum *ids, int have)
+{
+	Datum	   *out = palloc(sizeof(Datum) * (have + SPI_processed + 1));
+
+	if (have > 0)
+		memcpy(out, ids, sizeof(Datum) * have);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			out[have++] = datumCopy(d, false, UUID_LEN);
+	}
+	*n = have;
+	return out;
+}
+
 /*
  * Claim embedding jobs and cut their unembedded chunks into requests within
  * OpenAI's limits: inputs per request, and tokens per request bounded by
@@ -760,20 +781,27 @@ embed_claim(void *arg)
 	Int32GetDatum(EMBED_JOBS), Int32GetDatum(tvdb_lease_effective())};
 	Batch	   *b = NULL;
 	MemoryContext old;
+	Datum	   *claimed = NULL;
+	int			nclaimed = 0;
+	Oid			idtype = UUIDARRAYOID;
+	Datum		ids;
 
 	/* Only the jobs claimed now: others of ours may have requests in flight. */
 	values[0] = CStringGetTextDatum("embedding_queued");
-	exec("CREATE TEMP TABLE IF NOT EXISTS tvdb_embed_claim (job_id uuid) ON COMMIT DELETE ROWS",
-		 0, NULL, NULL, NULL);
-	exec("INSERT INTO tvdb_embed_claim SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
+	exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
 		 "WHERE tvdb._advance(c.id, $2, 'embedding_queued', 'embedding_in_progress', '{}', true)",
 		 4, types, values, NULL);
+	claimed = collect_ids(&nclaimed, NULL, 0);
 	values[0] = CStringGetTextDatum("embedding_in_progress");
-	exec("INSERT INTO tvdb_embed_claim SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id)",
-		 4, types, values, NULL);
+	exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id)", 4, types, values, NULL);
+	claimed = collect_ids(&nclaimed, claimed, nclaimed);
+	if (nclaimed == 0)
+		return;
+	ids = PointerGetDatum(construct_array(claimed, nclaimed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	exec("SELECT c.job_id::text, c.document_id::text, c.chunk_index, c.content "
-		 "FROM upload_pipeline.document_chunks c JOIN tvdb_embed_claim k ON k.job_id = c.job_id "
-		 "WHERE c.embedding IS NULL ORDER BY c.job_id, c.chunk_index", 0, NULL, NULL, NULL);
+		 "FROM upload_pipeline.document_chunks c "
+		 "WHERE c.job_id = ANY($1) AND c.embedding IS NULL ORDER BY c.job_id, c.chunk_index",
+		 1, &idtype, &ids, NULL);
 
 	/* SPI values stay in the transaction; only what a batch keeps goes to TopMemoryContext */
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -102,6 +102,11 @@ CREATE TABLE upload_pipeline.document_chunks (
 );
 COMMENT ON TABLE upload_pipeline.document_chunks IS 'chunks of parsed markdown and their embeddings';
 CREATE INDEX document_chunks_job_idx ON upload_pipeline.document_chunks (job_id);
+-- The chunks still waiting for a vector: few at any time, however many are done.
+CREATE INDEX document_chunks_unembedded_idx ON upload_pipeline.document_chunks (job_id)
+    WHERE embedding IS NULL;
+-- Vectors do not compress; do not spend CPU trying.
+ALTER TABLE upload_pipeline.document_chunks ALTER COLUMN embedding SET STORAGE EXTERNAL;
 
 -- pg_dump keeps the user data of an extension only when told to.
 SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.blobs', '');
