@@ -120,6 +120,8 @@ tvdb_worker_main(Datum arg)
 	pgstat_report_appname("tvdb worker");
 	tvdb_wakeup_register(slot);
 	tvdb_http_init();
+	/* the worker's SQL functions rely on this instead of SET clauses of their own */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	owner = MemoryContextStrdup(TopMemoryContext, psprintf("tvdb worker %d pid %d", slot, MyProcPid));
 	release_dead_leases();
 

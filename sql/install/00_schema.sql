@@ -55,7 +55,7 @@ COMMENT ON COLUMN upload_pipeline.upload_jobs.lease_expires_at IS 'a worker''s c
 
 -- The queue: only jobs that still have work are indexed, so finished jobs
 -- never slow down claiming.
-CREATE INDEX upload_jobs_claimable_idx ON upload_pipeline.upload_jobs (status, lease_expires_at)
+CREATE INDEX upload_jobs_claimable_idx ON upload_pipeline.upload_jobs (status, next_poll_at NULLS FIRST)
     WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
                      'embedding_queued', 'embedding_in_progress', 'embeddings_stored');
 CREATE INDEX upload_jobs_retry_due_idx ON upload_pipeline.upload_jobs (next_retry_at)

@@ -1,6 +1,8 @@
 -- The background worker's side of the database: the usage ledger, and the
 -- short transactions it runs to claim work and to record what came back.
 -- The worker (src/worker.c) calls these; no transaction spans a request.
+-- They are revoked from PUBLIC and run in the worker's session, whose
+-- search_path is pg_catalog, pg_temp: no SET clause, which costs on every call.
 
 CREATE TABLE upload_pipeline.usage (
     usage_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -34,27 +36,20 @@ CREATE VIEW tvdb.usage_summary AS
     FROM upload_pipeline.usage GROUP BY service, operation;
 COMMENT ON VIEW tvdb.usage_summary IS 'requests, pages, tokens and cost by service and operation';
 
--- Jobs whose lease is free and which are due.
-CREATE FUNCTION tvdb._claimable(j upload_pipeline.upload_jobs) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (j.lease_expires_at IS NULL OR j.lease_expires_at < clock_timestamp())
-       AND (j.next_poll_at IS NULL OR j.next_poll_at <= clock_timestamp())
-$$;
-
--- Claim up to n jobs in one status: the lease is the claim, SKIP LOCKED keeps
--- workers off each other's rows.
+-- Claim up to n due jobs in one status: the lease is the claim, SKIP LOCKED
+-- keeps workers off each other's rows.  Due jobs come first in the
+-- claimable index (NULL = due now), so the scan stops after n of them.
 CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
     RETURNS SETOF uuid LANGUAGE sql
-    SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE upload_pipeline.upload_jobs j
     SET lease_owner = owner,
-        lease_expires_at = clock_timestamp() + make_interval(secs => lease_seconds)
+        lease_expires_at = now() + make_interval(secs => lease_seconds)
     WHERE j.job_id IN (SELECT c.job_id FROM upload_pipeline.upload_jobs c
-                       WHERE c.status = _claim.status AND tvdb._claimable(c)
-                       ORDER BY c.next_poll_at NULLS FIRST, c.updated_at
+                       WHERE c.status = _claim.status
+                         AND (c.next_poll_at IS NULL OR c.next_poll_at <= now())
+                         AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
+                       ORDER BY c.next_poll_at NULLS FIRST
                        LIMIT n FOR UPDATE SKIP LOCKED)
     RETURNING j.job_id
 $$;
@@ -62,7 +57,6 @@ $$;
 -- Milliseconds until the worker has something to do (0: now; NULL: nothing).
 CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
     LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
     FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
@@ -78,7 +72,6 @@ $$;
 CREATE FUNCTION tvdb._release(job uuid, owner text, retry_in interval DEFAULT NULL,
                               error text DEFAULT NULL, stage text DEFAULT NULL)
     RETURNS void LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j upload_pipeline.upload_jobs;
@@ -102,7 +95,6 @@ $$;
 CREATE FUNCTION tvdb._advance(job uuid, owner text, from_status text, to_status text,
                               detail jsonb DEFAULT '{}', keep_lease boolean DEFAULT false)
     RETURNS boolean LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM 1 FROM upload_pipeline.upload_jobs u
@@ -127,7 +119,6 @@ CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, jo
                                    inputs integer DEFAULT NULL, prompt_tokens integer DEFAULT NULL,
                                    cost_usd numeric DEFAULT 0, error text DEFAULT NULL)
     RETURNS void LANGUAGE sql
-    SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, http_status, latency_ms,
                                        pages, cache_hit, inputs, prompt_tokens, cost_usd, error)
@@ -138,7 +129,6 @@ $$;
 -- Store parsed markdown and move parse_queued -> parsed (worker or mock).
 CREATE FUNCTION tvdb._store_parsed(job uuid, owner text, markdown text, detail jsonb)
     RETURNS boolean LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j upload_pipeline.upload_jobs;
@@ -166,7 +156,6 @@ $$;
 
 -- Chunks replace the document's previous ones: re-chunking never duplicates.
 CREATE FUNCTION tvdb._clear_chunks(job uuid) RETURNS void LANGUAGE sql
-    SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM upload_pipeline.document_chunks c
     USING upload_pipeline.upload_jobs j
@@ -176,7 +165,6 @@ $$;
 -- When every chunk of a leased embedding job has its vector: finish it.
 CREATE FUNCTION tvdb._finish_embedding(job uuid, owner text) RETURNS boolean
     LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n_chunks integer;

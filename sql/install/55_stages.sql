@@ -14,7 +14,6 @@ AS $$ SELECT http_status = 0 OR http_status IN (408, 409, 429) OR http_status >=
 -- said, else exponential in the failures since the job entered its status.
 CREATE FUNCTION tvdb._backoff(job uuid, retry_after_ms bigint) RETURNS interval
     LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT greatest(make_interval(secs => coalesce(retry_after_ms, 0) / 1000.0),
                     make_interval(secs => least(300, 0.5 * 2 ^ least(10, (
@@ -27,7 +26,6 @@ $$;
 -- The message of an error body: LlamaParse {"detail": ...}, OpenAI {"error": {"message": ...}}.
 CREATE FUNCTION tvdb._error_message(http_status integer, body text, failure text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j jsonb;
@@ -60,7 +58,6 @@ CREATE FUNCTION tvdb._attempt_failed(job uuid, owner text, stage text, from_stat
                                      failed_status text, http_status integer, message text,
                                      retry_after_ms bigint)
     RETURNS text LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF tvdb._is_transient(http_status) THEN
@@ -78,7 +75,6 @@ CREATE FUNCTION tvdb._parse_submitted(job uuid, owner text, http_status integer,
                                       latency_ms double precision, failure text,
                                       retry_after_ms bigint, poll_after_ms integer)
     RETURNS text LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
@@ -108,7 +104,6 @@ CREATE FUNCTION tvdb._parse_polled(job uuid, owner text, http_status integer, bo
                                    latency_ms double precision, failure text,
                                    retry_after_ms bigint, poll_min_ms integer, poll_max_ms integer)
     RETURNS text LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
@@ -156,7 +151,6 @@ CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, b
                                     retry_after_ms bigint, usd_per_page double precision,
                                     poll_min_ms integer)
     RETURNS text LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
@@ -200,7 +194,6 @@ CREATE FUNCTION tvdb._embeddings_received(owner text, jobs uuid[], documents uui
                                           failure text, retry_after_ms bigint, dims integer,
                                           usd_per_mtok double precision)
     RETURNS text LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
@@ -273,7 +266,6 @@ COMMENT ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) IS 'in
 COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint) IS 'internal (worker): retry a transient failure with backoff, else fail the stage';
 COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
-COMMENT ON FUNCTION tvdb._claimable(upload_pipeline.upload_jobs) IS 'internal (worker): the job''s lease is free and it is due';
 COMMENT ON FUNCTION tvdb._clear_chunks(uuid) IS 'internal (worker): drop a document''s chunks before re-chunking';
 COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision) IS 'internal (worker): record an embeddings answer for a batch of chunks';
 COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';
