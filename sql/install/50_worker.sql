@@ -40,8 +40,10 @@ COMMENT ON VIEW tvdb.usage_summary IS 'requests, pages, tokens and cost by servi
 -- keeps workers off each other's rows.  Due jobs come first in the
 -- claimable index (NULL = due now), so the scan stops after n of them.
 CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
-    RETURNS SETOF uuid LANGUAGE sql
+    RETURNS SETOF uuid LANGUAGE plpgsql   -- plpgsql keeps the plan; a SQL function replans every call
 AS $$
+BEGIN
+    RETURN QUERY
     UPDATE upload_pipeline.upload_jobs j
     SET lease_owner = owner,
         lease_expires_at = now() + make_interval(secs => lease_seconds)
@@ -51,20 +53,23 @@ AS $$
                          AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())
                        ORDER BY c.next_poll_at NULLS FIRST
                        LIMIT n FOR UPDATE SKIP LOCKED)
-    RETURNING j.job_id
+    RETURNING j.job_id;
+END
 $$;
 
 -- Milliseconds until the worker has something to do (0: now; NULL: nothing).
 CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
 AS $$
-    SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
-    FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
-                              coalesce(next_poll_at, clock_timestamp()))) AS due
-          FROM upload_pipeline.upload_jobs
-          WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
-                           'embedding_queued', 'embedding_in_progress', 'embeddings_stored')) s
-    WHERE due IS NOT NULL
+BEGIN
+    RETURN (SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
+            FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
+                                      coalesce(next_poll_at, clock_timestamp()))) AS due
+                  FROM upload_pipeline.upload_jobs
+                  WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                                   'embedding_queued', 'embedding_in_progress', 'embeddings_stored')) s
+            WHERE due IS NOT NULL);
+END
 $$;
 
 -- Give a job back: after a transient failure it is retried no sooner than
@@ -118,12 +123,14 @@ CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, jo
                                    pages integer DEFAULT NULL, cache_hit boolean DEFAULT NULL,
                                    inputs integer DEFAULT NULL, prompt_tokens integer DEFAULT NULL,
                                    cost_usd numeric DEFAULT 0, error text DEFAULT NULL)
-    RETURNS void LANGUAGE sql
+    RETURNS void LANGUAGE plpgsql
 AS $$
+BEGIN
     INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, http_status, latency_ms,
                                        pages, cache_hit, inputs, prompt_tokens, cost_usd, error)
     VALUES (service, operation, job_id, coalesce(job_ids, '{}'), http_status, latency_ms,
-            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error)
+            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error);
+END
 $$;
 
 -- Store parsed markdown and move parse_queued -> parsed (worker or mock).
@@ -155,11 +162,13 @@ END
 $$;
 
 -- Chunks replace the document's previous ones: re-chunking never duplicates.
-CREATE FUNCTION tvdb._clear_chunks(job uuid) RETURNS void LANGUAGE sql
+CREATE FUNCTION tvdb._clear_chunks(job uuid) RETURNS void LANGUAGE plpgsql
 AS $$
+BEGIN
     DELETE FROM upload_pipeline.document_chunks c
     USING upload_pipeline.upload_jobs j
-    WHERE j.job_id = job AND c.document_id = j.document_id
+    WHERE j.job_id = job AND c.document_id = j.document_id;
+END
 $$;
 
 -- When every chunk of a leased embedding job has its vector: finish it.
