@@ -406,11 +406,13 @@ claim(void *arg)
 	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[4] = {CStringGetTextDatum(c->status), CStringGetTextDatum(c->owner),
 	Int32GetDatum(c->n), Int32GetDatum(tvdb_lease_effective())};
+	/* the document and its blob only when the columns need them (uploads) */
+	bool		blob = strstr(c->select, "b.") != NULL || strstr(c->select, "d.") != NULL;
 	char	   *sql = psprintf("SELECT %s FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
-							   "JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
-							   "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
-							   "JOIN upload_pipeline.blobs b ON b.path = d.storage_path",
-							   c->select);
+							   "JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id %s",
+							   c->select,
+							   blob ? "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
+							   "JOIN upload_pipeline.blobs b ON b.path = d.storage_path" : "");
 
 	exec(sql, 4, types, values, NULL);
 	c->claimed = SPI_processed;
