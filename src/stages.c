@@ -20,6 +20,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "chunker.h"
@@ -1107,6 +1108,7 @@ dispatch_embeddings(const char *owner, bool mock, int capacity)
 /* ---------- one pass ---------- */
 
 static bool warned_keys = false;
+static TimestampTz last_chunking_check = 0;
 
 /*
  * Claim and start what is due, within tvdb.max_inflight.  Returns true when
@@ -1135,8 +1137,14 @@ tvdb_stages_dispatch(const char *owner)
 	/* Downstream first: finishing documents matters more than starting new ones. */
 	n = run_local("parsed", owner, chunk_job, "tvdb: chunking");
 	more |= n == LOCAL_BATCH;
-	n = run_local("chunking", owner, chunk_job, "tvdb: chunking");
-	more |= n == LOCAL_BATCH;
+	/* only a crash leaves jobs in chunking: look for them now and then, not every pass */
+	if (TimestampDifferenceExceeds(last_chunking_check, GetCurrentTimestamp(), 5000))
+	{
+		n = run_local("chunking", owner, chunk_job, "tvdb: chunking");
+		more |= n == LOCAL_BATCH;
+		if (n < LOCAL_BATCH)
+			last_chunking_check = GetCurrentTimestamp();
+	}
 	if (mock || (can_call && room > 0))
 	{
 		n = dispatch_embeddings(owner, mock, room);
