@@ -62,14 +62,6 @@ CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
     LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    -- Under load something is due now: find one in the claimable index and stop.
-    IF EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs
-               WHERE status IN ('uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored',
-                                'embedding_queued', 'embedding_in_progress', 'embeddings_stored')
-                 AND (next_poll_at IS NULL OR next_poll_at <= now())
-                 AND (lease_expires_at IS NULL OR lease_expires_at < now())) THEN
-        RETURN 0;
-    END IF;
     RETURN (SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
             FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
                                       coalesce(next_poll_at, clock_timestamp()))) AS due
