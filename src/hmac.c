@@ -130,30 +130,46 @@ free_keys(Key *keys, int nkeys)
 	pfree(keys);
 }
 
-/* The string value of a header, name matched case-insensitively; else NULL. */
-static char *
-header_value(Jsonb *headers, const char *name)
+/* The headers a signature can be in, found in one pass over the jsonb. */
+enum
+{
+	H_WEBHOOK_SIGNATURE, H_WEBHOOK_ID, H_WEBHOOK_TIMESTAMP,
+	H_X_WEBHOOK_SIGNATURE, H_LC_SIGNATURE, H_X_HUB_SIGNATURE_256,
+	N_HEADERS
+};
+
+static const char *const header_names[N_HEADERS] = {
+	"webhook-signature", "webhook-id", "webhook-timestamp",
+	"X-Webhook-Signature", "LC-Signature", "X-Hub-Signature-256",
+};
+
+/* String values of the headers above (names in any case; first one wins), else NULL. */
+static void
+find_headers(Jsonb *headers, char **values)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	int			namelen = strlen(name);
-	bool		matched = false;
-	char	   *found = NULL;
+	int			matched = -1;
 
+	memset(values, 0, sizeof(char *) * N_HEADERS);
 	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
-		return NULL;
+		return;
 	it = JsonbIteratorInit(&headers->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
-			matched = v.val.string.len == namelen &&
-				pg_strncasecmp(v.val.string.val, name, namelen) == 0;
-		else if (tok == WJB_VALUE && matched && found == NULL &&
+		{
+			matched = -1;
+			for (int i = 0; i < N_HEADERS; i++)
+				if (v.val.string.len == (int) strlen(header_names[i]) &&
+					pg_strncasecmp(v.val.string.val, header_names[i], v.val.string.len) == 0)
+					matched = i;
+		}
+		else if (tok == WJB_VALUE && matched >= 0 && values[matched] == NULL &&
 				 v.type == jbvString)
-			found = pnstrdup(v.val.string.val, v.val.string.len);
+			values[matched] = pnstrdup(v.val.string.val, v.val.string.len);
 	}
-	return found;
 }
 
 static int
@@ -207,20 +223,16 @@ any_key_matches(Key *keys, int nkeys, const char *const *parts,
 
 /* The sha256=<hex> headers, over the raw body. */
 static bool
-verify_hex_headers(Jsonb *headers, bytea *body, Key *keys, int nkeys)
+verify_hex_headers(char **values, bytea *body, Key *keys, int nkeys)
 {
-	static const char *const names[] = {
-		"X-Webhook-Signature", "LC-Signature", "X-Hub-Signature-256"
-	};
 	const char *parts[1] = {VARDATA_ANY(body)};
 	int			lens[1] = {VARSIZE_ANY_EXHDR(body)};
 
-	for (int i = 0; i < (int) lengthof(names); i++)
+	for (int i = H_X_WEBHOOK_SIGNATURE; i <= H_X_HUB_SIGNATURE_256; i++)
 	{
-		char	   *value = header_value(headers, names[i]);
 		uint8		claimed[MAC_LEN];
 
-		if (value != NULL && parse_hex_signature(value, claimed) &&
+		if (values[i] != NULL && parse_hex_signature(values[i], claimed) &&
 			any_key_matches(keys, nkeys, parts, lens, 1, claimed))
 			return true;
 	}
@@ -249,11 +261,11 @@ timestamp_acceptable(const char *ts)
  * "v1,<base64>" over "id.timestamp.body"; other versions are skipped.
  */
 static bool
-verify_standard_webhooks(Jsonb *headers, bytea *body, Key *keys, int nkeys)
+verify_standard_webhooks(char **values, bytea *body, Key *keys, int nkeys)
 {
-	char	   *sigs = header_value(headers, "webhook-signature");
-	char	   *id = header_value(headers, "webhook-id");
-	char	   *ts = header_value(headers, "webhook-timestamp");
+	char	   *sigs = values[H_WEBHOOK_SIGNATURE];
+	char	   *id = values[H_WEBHOOK_ID];
+	char	   *ts = values[H_WEBHOOK_TIMESTAMP];
 	const char *parts[5];
 	int			lens[5];
 	char	   *tok;
@@ -320,11 +332,13 @@ tvdb_verify_signature(bytea *body, Jsonb *headers, List *secrets)
 	Key		   *keys;
 	int			nkeys;
 	bool		ok;
+	char	   *values[N_HEADERS];
 
 	keys = decode_secrets(secrets, &nkeys);
+	find_headers(headers, values);
 	ok = nkeys > 0 &&
-		(verify_standard_webhooks(headers, body, keys, nkeys) ||
-		 verify_hex_headers(headers, body, keys, nkeys));
+		(verify_standard_webhooks(values, body, keys, nkeys) ||
+		 verify_hex_headers(values, body, keys, nkeys));
 	free_keys(keys, nkeys);
 	return ok;
 }
