@@ -1,11 +1,12 @@
 /*
  * stages.c — one pass of a worker: claim what is due in short transactions,
  * start the HTTP requests (or do the local work: chunking, mock stages), and
- * when a request finishes record its answer in a new short transaction.
- * No transaction is ever open while a request is in flight.
+ * when requests finish record their answers in a new short transaction (a
+ * subtransaction each).  No transaction is ever open while a request is in
+ * flight.
  *
  * The decisions about an answer (retry, fail, move on) are SQL functions in
- * sql/install/55_stages.sql, so they are testable without a network.
+ * sql/install/55_stages.sql, tested without a network by sql/stages.sql.
  */
 #include "worker.h"
 

@@ -1,5 +1,5 @@
 -- What the worker does with an answer from LlamaParse or OpenAI.  Each runs
--- in its own short transaction after the request finished; each records the
+-- in its own subtransaction after the request finished; each records the
 -- request in the usage ledger and moves or releases the job.  The answer is
 -- one of: 'done', 'wait' (released, due again later), 'retry' (transient
 -- failure, released with a backoff), 'failed' (the stage failed), 'lost' (the
