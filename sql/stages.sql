@@ -1,0 +1,123 @@
+-- What the worker does with each kind of answer, without a network: the SQL
+-- functions the worker calls after a request, fed the answers LlamaParse and
+-- OpenAI give.  A job must be leased by the caller for anything to move.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+
+CREATE FUNCTION pg_temp.leased_job(name text, status text DEFAULT 'uploaded') RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE j uuid := tvdb.upload(name, convert_to('# ' || name, 'UTF8'));
+BEGIN
+  IF status = 'parse_queued' THEN
+    PERFORM tvdb.transition(j, 'parse_queued');
+    UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'pj-' || name WHERE job_id = j;
+  END IF;
+  UPDATE upload_pipeline.upload_jobs
+  SET lease_owner = 'regress', lease_expires_at = now() + interval '1 hour' WHERE job_id = j;
+  RETURN j;
+END $$;
+CREATE FUNCTION pg_temp.walk(j uuid, statuses text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+  FOREACH s IN ARRAY statuses LOOP PERFORM tvdb.transition(j, s); END LOOP;
+END $$;
+CREATE FUNCTION pg_temp.state(j uuid) RETURNS text LANGUAGE sql AS $$
+  SELECT concat_ws(' | ', status, coalesce(lease_owner, 'no lease'),
+                   CASE WHEN next_poll_at IS NULL THEN 'no wait'
+                        WHEN next_poll_at <= clock_timestamp() THEN 'due'
+                        ELSE 'waits ' || ceil(extract(epoch FROM next_poll_at - clock_timestamp()))::text || ' s' END,
+                   last_error)
+  FROM upload_pipeline.upload_jobs WHERE job_id = j
+$$;
+
+-- Upload answers: accepted, refused for good, refused for now (Retry-After), no answer.
+SELECT pg_temp.leased_job('u1.pdf') AS u1, pg_temp.leased_job('u2.pdf') AS u2,
+       pg_temp.leased_job('u3.pdf') AS u3, pg_temp.leased_job('u4.pdf') AS u4 \gset
+SELECT tvdb._parse_submitted(:'u1', 'regress', 200, '{"id": "pj-9", "status": "PENDING"}', 12, NULL, NULL, 30000);
+SELECT pg_temp.state(:'u1'), parse_job_id FROM upload_pipeline.upload_jobs WHERE job_id = :'u1';
+SELECT tvdb._parse_submitted(:'u2', 'regress', 400, '{"detail": "Unsupported file type: .xyz"}', 5, NULL, NULL, 1000);
+SELECT pg_temp.state(:'u2');
+SELECT tvdb._parse_submitted(:'u3', 'regress', 429, '{"detail": "Too many requests"}', 5, NULL, 20000, 1000);
+SELECT pg_temp.state(:'u3');
+SELECT code, severity, payload->>'error' AS error, payload->>'retry_in_seconds' AS retry_in
+FROM upload_pipeline.events WHERE job_id = :'u3' ORDER BY seq DESC LIMIT 1;
+SELECT tvdb._parse_submitted(:'u4', 'regress', 0, NULL, 10001, 'Timeout was reached: Operation timed out', NULL, 1000);
+SELECT j.status, j.lease_owner, e.code, e.payload->>'error' AS error, e.payload->>'retry_in_seconds' AS retry_in
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.events e USING (job_id)
+WHERE j.job_id = :'u4' ORDER BY e.seq DESC LIMIT 1;
+-- A 200 that is not what LlamaParse sends is not taken for an id.
+SELECT tvdb._parse_submitted(pg_temp.leased_job('u5.pdf'), 'regress', 200, '<html>proxy</html>', 5, NULL, NULL, 1000);
+-- Somebody else's lease: nothing moves (but the request is in the ledger).
+SELECT tvdb._parse_submitted(:'u3', 'another worker', 200, '{"id": "pj-x"}', 5, NULL, NULL, 1000);
+SELECT pg_temp.state(:'u3');
+
+-- Poll answers: still working, done, failed in each way LlamaParse reports.
+SELECT pg_temp.leased_job('p1.pdf', 'parse_queued') AS p1, pg_temp.leased_job('p2.pdf', 'parse_queued') AS p2 \gset
+SELECT tvdb._parse_polled(:'p1', 'regress', 200, '{"id": "pj-p1", "status": "PENDING"}', 3, NULL, NULL, 60000, 120000);
+SELECT pg_temp.state(:'p1');
+SELECT tvdb._parse_polled(:'p2', 'regress', 200, '{"id": "pj-p2", "status": "SUCCESS"}', 3, NULL, NULL, 1000, 30000);
+SELECT pg_temp.state(:'p2');
+CREATE TEMP TABLE polled AS
+SELECT s AS service_status, j,
+       tvdb._parse_polled(j, 'regress', 200,
+         jsonb_build_object('status', s, 'error_code', 'E42', 'error_message', 'scanned image has no text')::text,
+         3, NULL, NULL, 1000, 30000) AS outcome
+FROM unnest(ARRAY['ERROR', 'CANCELLED', 'CANCELED', 'PARTIAL_SUCCESS']) AS s,
+     LATERAL pg_temp.leased_job('p-' || s, 'parse_queued') AS j;
+SELECT service_status, outcome, pg_temp.state(j) FROM polled ORDER BY service_status;
+SELECT tvdb._parse_polled(pg_temp.leased_job('p3.pdf', 'parse_queued'), 'regress', 404,
+                          '{"detail": "Job not found"}', 3, NULL, NULL, 1000, 30000);
+
+-- Result answers: the markdown, not there yet, and a webhook that got there first.
+SELECT tvdb._parse_fetched(:'p2', 'regress', 200,
+         '{"markdown": "# P2\n\nParsed text.", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false}}',
+         8, NULL, NULL, 0.003, 1000);
+SELECT pg_temp.state(:'p2'), parsed_path LIKE 'storage://parsed/%/' || job_id || '.md' AS path_ok
+FROM upload_pipeline.upload_jobs WHERE job_id = :'p2';
+SELECT service, operation, http_status, pages, cache_hit, cost_usd FROM upload_pipeline.usage
+WHERE job_id = :'p2' ORDER BY usage_id;
+SELECT tvdb._parse_fetched(:'p1', 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 0.003, 1000);
+SELECT pg_temp.state(:'p1');
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'p1';
+SELECT tvdb.transition(:'p1', 'parsed', '{"via": "webhook"}');
+SELECT tvdb._parse_fetched(:'p1', 'regress', 200, '{"markdown": "# late"}', 8, NULL, NULL, 0.003, 1000);
+SELECT count(*) AS blobs_for_p1 FROM upload_pipeline.blobs WHERE path LIKE '%/' || :'p1' || '.md';
+
+-- Embedding answers (the worker reads well-formed ones in C; errors and
+-- mismatches come here).
+SELECT pg_temp.leased_job('e1.md') AS e1 \gset
+SELECT pg_temp.walk(:'e1', ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                                 'embedding_queued', 'embedding_in_progress']);
+SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = :'e1';
+INSERT INTO upload_pipeline.document_chunks (document_id, job_id, chunk_index, content, token_estimate, sha256)
+SELECT document_id, job_id, i, 'chunk ' || i, 2, encode(sha256(convert_to('chunk ' || i, 'UTF8')), 'hex')
+FROM upload_pipeline.upload_jobs, generate_series(0, 1) i WHERE job_id = :'e1';
+CREATE TEMP TABLE batch AS
+  SELECT array_agg(job_id ORDER BY chunk_index) AS jobs, array_agg(document_id ORDER BY chunk_index) AS docs,
+         array_agg(chunk_index ORDER BY chunk_index) AS idx
+  FROM upload_pipeline.document_chunks WHERE job_id = :'e1';
+-- Answers that do not fit the request are retried, not stored.
+SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200, b, 40, NULL, NULL, 3, 0.02) AS outcome
+FROM batch, unnest(ARRAY[
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 4}}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 0, "embedding": [0, 1, 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0]}, {"index": 1, "embedding": [0, 1]}]}',
+  '{"object": "list"}']) AS b;
+SELECT error FROM upload_pipeline.usage WHERE service = 'openai' ORDER BY usage_id;
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress', next_poll_at = NULL WHERE job_id = :'e1';
+-- A well-formed answer, in any order: stored by index, the job completes.
+SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200,
+         '{"data": [{"index": 1, "embedding": [0, 1, 0]}, {"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 4}}',
+         40, NULL, NULL, 3, 0.02) AS outcome FROM batch;
+SELECT chunk_index, embedding FROM upload_pipeline.document_chunks WHERE job_id = :'e1' ORDER BY chunk_index;
+SELECT pg_temp.state(:'e1');
+-- OpenAI refuses the input: the stage fails with OpenAI's message.
+SELECT pg_temp.leased_job('e2.md') AS e2 \gset
+SELECT pg_temp.walk(:'e2', ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                                 'embedding_queued', 'embedding_in_progress']);
+SELECT tvdb._embeddings_received('regress', ARRAY[:'e2'::uuid], ARRAY[document_id], ARRAY[0], 400,
+         '{"error": {"message": "This model''s maximum context length is 8192 tokens", "type": "invalid_request_error", "param": null, "code": null}}',
+         40, NULL, NULL, 3, 0.02) AS outcome
+FROM upload_pipeline.upload_jobs WHERE job_id = :'e2';
+SELECT pg_temp.state(:'e2');
