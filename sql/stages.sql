@@ -121,3 +121,8 @@ SELECT tvdb._embeddings_received('regress', ARRAY[:'e2'::uuid], ARRAY[document_i
          40, NULL, NULL, 3, 0.02) AS outcome
 FROM upload_pipeline.upload_jobs WHERE job_id = :'e2';
 SELECT pg_temp.state(:'e2');
+
+-- Leave the shared regression database as it was found (other files count jobs).
+DELETE FROM upload_pipeline.documents
+WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
+                   'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md');
