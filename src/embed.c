@@ -1,0 +1,416 @@
+/*
+ * embed.c — the embedding stage: claim jobs, cut their chunks into requests
+ * within OpenAI's limits, store the vectors (read in C, embedjson.c) and
+ * finish the jobs; in mock mode the built-in embedder answers instead.
+ */
+#include "stages.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "chunker.h"
+/* How many jobs one embedding claim takes. */
+#define EMBED_JOBS 64
+
+typedef struct Batch
+{
+	const char *owner;
+	int			n;
+	int			cap;
+	char	  **jobs;
+	char	  **docs;
+	int		   *chunk;
+	StringInfoData input;		/* JSON array of the texts */
+	size_t		bytes;
+} Batch;
+
+typedef struct EmbedClaim
+{
+	const char *owner;
+	List	   *batches;
+} EmbedClaim;
+
+static Batch *
+new_batch(const char *owner)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	Batch	   *b = palloc0(sizeof(Batch));
+
+	b->owner = owner;
+	b->cap = 64;
+	b->jobs = palloc(sizeof(char *) * b->cap);
+	b->docs = palloc(sizeof(char *) * b->cap);
+	b->chunk = palloc(sizeof(int) * b->cap);
+	initStringInfo(&b->input);
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+static void
+free_batch(Batch *b)
+{
+	for (int i = 0; i < b->n; i++)
+	{
+		pfree(b->jobs[i]);
+		pfree(b->docs[i]);
+	}
+	pfree(b->jobs);
+	pfree(b->docs);
+	pfree(b->chunk);
+	pfree(b->input.data);
+	pfree(b);
+}
+
+/* Append the uuids of the last result's first column to ids (n counts them). */
+static Datum *
+collect_ids(int *n, Datum *ids, int have)
+{
+	Datum	   *out = palloc(sizeof(Datum) * (have + SPI_processed + 1));
+
+	if (have > 0)
+		memcpy(out, ids, sizeof(Datum) * have);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			out[have++] = datumCopy(d, false, UUID_LEN);
+	}
+	*n = have;
+	return out;
+}
+
+/*
+ * Claim embedding jobs and cut their unembedded chunks into requests within
+ * OpenAI's limits: inputs per request, and tokens per request bounded by
+ * UTF-8 bytes (a token is at least one byte).
+ */
+static void
+embed_claim(void *arg)
+{
+	EmbedClaim *e = arg;
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[4] = {(Datum) 0, CStringGetTextDatum(e->owner),
+	Int32GetDatum(EMBED_JOBS), Int32GetDatum(tvdb_lease_effective())};
+	Batch	   *b = NULL;
+	MemoryContext old;
+	Datum	   *claimed = NULL;
+	int			nclaimed = 0;
+	Oid			idtype = UUIDARRAYOID;
+	Datum		ids;
+
+	/* Only the jobs claimed now: others of ours may have requests in flight. */
+	values[0] = CStringGetTextDatum("embedding_queued");
+	tvdb_exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
+		 "WHERE tvdb._advance(c.id, $2, 'embedding_queued', 'embedding_in_progress', '{}', true)",
+		 4, types, values, NULL);
+	claimed = collect_ids(&nclaimed, NULL, 0);
+	values[0] = CStringGetTextDatum("embedding_in_progress");
+	tvdb_exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id)", 4, types, values, NULL);
+	claimed = collect_ids(&nclaimed, claimed, nclaimed);
+	if (nclaimed == 0)
+		return;
+	ids = PointerGetDatum(construct_array(claimed, nclaimed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	tvdb_exec("SELECT c.job_id::text, c.document_id::text, c.chunk_index, c.content "
+		 "FROM upload_pipeline.document_chunks c "
+		 "WHERE c.job_id = ANY($1) AND c.embedding IS NULL ORDER BY c.job_id, c.chunk_index",
+		 1, &idtype, &ids, NULL);
+
+	/* SPI values stay in the transaction; only what a batch keeps goes to TopMemoryContext */
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *content = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);
+		size_t		len = strlen(content);
+		bool		isnull;
+
+		if (b != NULL && (b->n >= tvdb_embedding_batch_inputs ||
+						  b->bytes + len > (size_t) tvdb_embedding_batch_tokens))
+		{
+			appendStringInfoChar(&b->input, ']');
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			e->batches = lappend(e->batches, b);
+			MemoryContextSwitchTo(old);
+			b = NULL;
+		}
+		if (b == NULL)
+		{
+			b = new_batch(e->owner);
+			appendStringInfoChar(&b->input, '[');
+		}
+		if (b->n == b->cap)
+		{
+			b->cap *= 2;
+			b->jobs = repalloc(b->jobs, sizeof(char *) * b->cap);
+			b->docs = repalloc(b->docs, sizeof(char *) * b->cap);
+			b->chunk = repalloc(b->chunk, sizeof(int) * b->cap);
+		}
+		b->jobs[b->n] = tvdb_col_text((int) i, 1);
+		b->docs[b->n] = tvdb_col_text((int) i, 2);
+		b->chunk[b->n] = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		if (b->n > 0)
+			appendStringInfoChar(&b->input, ',');
+		escape_json(&b->input, content);
+		b->bytes += len;
+		b->n++;
+	}
+	if (b != NULL)
+	{
+		appendStringInfoChar(&b->input, ']');
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		e->batches = lappend(e->batches, b);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* Jobs with no chunk left to embed (empty documents, or a crash after the last batch). */
+static void
+finish_claimed(void *arg)
+{
+	const char *owner = arg;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(owner)};
+
+	tvdb_exec("SELECT tvdb._finish_embedding(j.job_id, $1) FROM upload_pipeline.upload_jobs j "
+		 "WHERE j.lease_owner = $1 AND j.status = 'embedding_in_progress' "
+		 "AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c "
+		 "                WHERE c.job_id = j.job_id AND c.embedding IS NULL)",
+		 1, types, values, NULL);
+}
+
+static void record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure);
+
+typedef struct EmbedAnswer
+{
+	TvdbHttp   *req;
+	Batch	   *batch;
+	float	   *vectors;		/* mock mode: n * dims */
+} EmbedAnswer;
+
+/*
+ * A complete, well-formed answer: store the vectors, record the request and
+ * finish the jobs whose chunks all have theirs.  False (nothing written) when
+ * the answer needs the SQL path, which explains what is wrong with it.
+ */
+static bool
+store_embeddings(Batch *b, TvdbHttp *req, const char *body)
+{
+	TvdbEmbeddings e = {b->n, tvdb_model_dimensions(), CurrentMemoryContext};
+	Oid			types[4] = {FLOAT4ARRAYOID, UUIDOID, INT4OID, UUIDOID};
+	Datum		values[4];
+	Datum	   *elems;
+	Oid			utypes[6] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID};
+	Datum		uvalues[6];
+	char		unulls[6] = "      ";
+
+	tvdb_read_embeddings(body, strlen(body), &e);
+	if (e.error != NULL)
+		return false;
+	elems = palloc(sizeof(Datum) * e.dims);
+	for (int i = 0; i < b->n; i++)
+	{
+		for (int d = 0; d < e.dims; d++)
+			elems[d] = Float4GetDatum(e.vectors[i][d]);
+		values[0] = PointerGetDatum(construct_array(elems, e.dims, FLOAT4OID, 4, true, TYPALIGN_INT));
+		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
+		values[2] = Int32GetDatum(b->chunk[i]);
+		values[3] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->jobs[i]));
+		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $1 "
+			 "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
+		pfree(DatumGetPointer(values[0]));
+	}
+	uvalues[0] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
+	uvalues[1] = Int32GetDatum((int32) req->status);
+	uvalues[2] = Float8GetDatum(req->latency_ms);
+	uvalues[3] = Int32GetDatum(b->n);
+	uvalues[4] = Int32GetDatum((int32) e.prompt_tokens);
+	unulls[4] = e.prompt_tokens >= 0 ? ' ' : 'n';
+	uvalues[5] = Float8GetDatum(tvdb_openai_usd_per_mtok);
+	tvdb_exec("SELECT tvdb._record_usage('openai', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), $2, $3, "
+		 "inputs => $4, prompt_tokens => $5, cost_usd => (coalesce($5, 0) * $6 / 1e6)::numeric)",
+		 6, utypes, uvalues, unulls);
+	uvalues[1] = CStringGetTextDatum(b->owner);
+	utypes[1] = TEXTOID;
+	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $2) FROM (SELECT DISTINCT unnest($1) AS j) s",
+		 2, utypes, uvalues, NULL);
+	return true;
+}
+
+static void
+record_embeddings(void *arg)
+{
+	EmbedAnswer *a = arg;
+	Batch	   *b = a->batch;
+	TvdbHttp   *req = a->req;
+	const char *failure = tvdb_http_failure(req);
+	char	   *body = tvdb_body_text(req, &failure);
+
+	if (req->status == 200 && body != NULL && store_embeddings(b, req, body))
+		return;
+	record_embedding_error(b, req, body, failure);
+}
+
+static void
+record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure)
+{
+	Oid			types[11] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
+	FLOAT8OID, TEXTOID, INT8OID, INT4OID, FLOAT8OID};
+	Datum		values[11];
+	char		nulls[11] = "           ";
+	Datum	   *idx = palloc(sizeof(Datum) * b->n);
+
+	for (int i = 0; i < b->n; i++)
+		idx[i] = Int32GetDatum(b->chunk[i]);
+	values[0] = CStringGetTextDatum(b->owner);
+	values[1] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
+	values[2] = tvdb_uuid_array(b->docs, b->n, UUIDOID);
+	values[3] = PointerGetDatum(construct_array(idx, b->n, INT4OID, 4, true, TYPALIGN_INT));
+	values[4] = Int32GetDatum((int32) req->status);
+	values[5] = body ? CStringGetTextDatum(body) : (Datum) 0;
+	nulls[5] = body ? ' ' : 'n';
+	values[6] = Float8GetDatum(req->latency_ms);
+	values[7] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
+	nulls[7] = failure ? ' ' : 'n';
+	values[8] = Int64GetDatum(req->retry_after_ms);
+	nulls[8] = req->retry_after_ms >= 0 ? ' ' : 'n';
+	values[9] = Int32GetDatum(tvdb_model_dimensions());
+	values[10] = Float8GetDatum(tvdb_openai_usd_per_mtok);
+	tvdb_exec("SELECT tvdb._embeddings_received($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+		 11, types, values, nulls);
+}
+
+static void
+release_batch(void *arg)
+{
+	Batch	   *b = arg;
+
+	for (int i = 0; i < b->n; i++)
+	{
+		Task		t;
+
+		strlcpy(t.job, b->jobs[i], sizeof(t.job));
+		t.owner = b->owner;
+		tvdb_release_after_error(&t);
+	}
+}
+
+static void
+embed_done(TvdbHttp *req)
+{
+	EmbedAnswer a = {req, req->arg, NULL};
+
+	if (!tvdb_in_xact("tvdb: storing embeddings", record_embeddings, &a))
+		tvdb_in_xact("tvdb: releasing jobs", release_batch, a.batch);
+	free_batch(a.batch);
+}
+
+static void
+start_embedding(Batch *b)
+{
+	const char *base = tvdb_openai_base_url;
+	size_t		len = strlen(base);
+	char	   *url;
+	TvdbHttp   *req;
+	StringInfoData body;
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	url = psprintf("%.*s/embeddings", (int) len, base);
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"model\": ");
+	escape_json(&body, tvdb_embedding_model);
+	appendStringInfo(&body, ", \"encoding_format\": \"float\"");
+	if (tvdb_embedding_dimensions > 0)
+		appendStringInfo(&body, ", \"dimensions\": %d", tvdb_embedding_dimensions);
+	appendStringInfo(&body, ", \"input\": %s}", b->input.data);
+
+	req = tvdb_http_new(url, embed_done, b);
+	req->post = MemoryContextStrdup(TopMemoryContext, body.data);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->post);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(req->post));
+	tvdb_http_bearer(req, tvdb_openai_api_key);
+	tvdb_http_header(req, "Content-Type: application/json");
+	tvdb_http_start(req);
+	pfree(body.data);
+	pfree(url);
+}
+
+/* Mock: embed in process and record as an answer from a perfect service. */
+static void
+mock_embed(void *arg)
+{
+	Batch	   *b = arg;
+	int			dims = tvdb_model_dimensions();
+	float	   *v = palloc(sizeof(float) * dims);
+	Oid			types[5] = {UUIDOID, INT4OID, FLOAT4ARRAYOID, TEXTOID, UUIDARRAYOID};
+	Datum		values[5];
+
+	for (int i = 0; i < b->n; i++)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * dims);
+
+		values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
+		values[1] = Int32GetDatum(b->chunk[i]);
+		tvdb_exec("SELECT content FROM upload_pipeline.document_chunks WHERE document_id = $1 AND chunk_index = $2",
+			 2, types, values, NULL);
+		if (SPI_processed != 1)
+			continue;
+		{
+			char	   *content = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			tvdb_mock_embed(content, strlen(content), v, dims);
+		}
+		for (int d = 0; d < dims; d++)
+			elems[d] = Float4GetDatum(v[d]);
+		values[2] = PointerGetDatum(construct_array(elems, dims, FLOAT4OID, 4, true, TYPALIGN_INT));
+		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $3 "
+			 "WHERE document_id = $1 AND chunk_index = $2", 3, types, values, NULL);
+		pfree(elems);
+	}
+	values[3] = CStringGetTextDatum(b->owner);
+	values[4] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
+	tvdb_exec("SELECT tvdb._record_usage('mock', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), 200, 0, "
+		 "inputs => cardinality($1))", 1, &types[4], &values[4], NULL);
+	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $1) FROM (SELECT DISTINCT unnest($2) AS j) s",
+		 2, &types[3], &values[3], NULL);
+}
+
+int
+tvdb_dispatch_embeddings(const char *owner, bool mock, int capacity)
+{
+	EmbedClaim e = {owner, NIL};
+	ListCell   *lc;
+	int			started = 0;
+
+	if (!tvdb_in_xact("tvdb: claiming embedding jobs", embed_claim, &e))
+		return 0;
+	foreach(lc, e.batches)
+	{
+		Batch	   *b = lfirst(lc);
+
+		if (mock)
+		{
+			if (!tvdb_in_xact("tvdb: mock embeddings", mock_embed, b))
+				tvdb_in_xact("tvdb: releasing jobs", release_batch, b);
+			free_batch(b);
+		}
+		else
+			start_embedding(b);
+		started++;
+	}
+	list_free(e.batches);
+	tvdb_in_xact("tvdb: finishing embedding jobs", finish_claimed, (void *) owner);
+	return started;
+}

@@ -1,0 +1,272 @@
+/*
+ * parse.c — the LlamaParse stages: upload (multipart), poll, fetch the
+ * markdown, each answer recorded by a SQL function of 55_stages.sql; and the
+ * mock parser's stage.
+ */
+#include "stages.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "chunker.h"
+
+typedef struct Answer
+{
+	TvdbHttp   *req;
+	Task	   *task;
+	const char *fn;				/* the SQL function deciding */
+	char	   *outcome;
+} Answer;
+
+static void
+record_answer(void *arg)
+{
+	Answer	   *a = arg;
+	TvdbHttp   *req = a->req;
+	const char *failure = tvdb_http_failure(req);
+	char	   *body = tvdb_body_text(req, &failure);
+	Oid			types[9] = {UUIDOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, TEXTOID, INT8OID, INT4OID, INT4OID};
+	Datum		values[9];
+	char		nulls[9] = "         ";
+	char	   *sql;
+	int			nargs = 7;
+
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(a->task->job));
+	values[1] = CStringGetTextDatum(a->task->owner);
+	values[2] = Int32GetDatum((int32) req->status);
+	values[3] = body ? CStringGetTextDatum(body) : (Datum) 0;
+	nulls[3] = body ? ' ' : 'n';
+	values[4] = Float8GetDatum(req->latency_ms);
+	values[5] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
+	nulls[5] = failure ? ' ' : 'n';
+	values[6] = Int64GetDatum(req->retry_after_ms);
+	nulls[6] = req->retry_after_ms >= 0 ? ' ' : 'n';
+
+	if (strcmp(a->fn, "_parse_submitted") == 0)
+	{
+		values[7] = Int32GetDatum(tvdb_poll_min_ms);
+		nargs = 8;
+	}
+	else if (strcmp(a->fn, "_parse_polled") == 0)
+	{
+		values[7] = Int32GetDatum(tvdb_poll_min_ms);
+		values[8] = Int32GetDatum(tvdb_poll_max_ms);
+		nargs = 9;
+	}
+	else
+	{
+		types[7] = FLOAT8OID;
+		values[7] = Float8GetDatum(tvdb_llamaparse_usd_per_page);
+		values[8] = Int32GetDatum(tvdb_poll_min_ms);
+		nargs = 9;
+	}
+	sql = psprintf("SELECT tvdb.%s($1, $2, $3, $4, $5, $6, $7, $8%s)", a->fn,
+				   nargs == 9 ? ", $9" : "");
+	tvdb_exec(sql, nargs, types, values, nulls);
+	a->outcome = MemoryContextStrdup(TopMemoryContext, tvdb_scalar_text());
+}
+
+static char *
+llamaparse_url(const char *path_fmt, const char *id)
+{
+	const char *base = tvdb_llamaparse_base_url;
+	size_t		len = strlen(base);
+	char	   *path = id ? psprintf(path_fmt, id) : pstrdup(path_fmt);
+	char	   *url;
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	url = psprintf("%.*s%s", (int) len, base, path);
+	pfree(path);				/* outside a transaction this is TopMemoryContext */
+	return url;
+}
+
+static void fetch_done(TvdbHttp *req);
+
+static bool
+record(TvdbHttp *req, const char *fn, const char *what, char **outcome)
+{
+	Answer		a = {req, req->arg, fn, NULL};
+
+	if (!tvdb_in_xact(what, record_answer, &a))
+	{
+		tvdb_in_xact("tvdb: releasing a job", tvdb_release_after_error, req->arg);
+		return false;
+	}
+	*outcome = a.outcome;
+	return true;
+}
+
+static void
+upload_done(TvdbHttp *req)
+{
+	char	   *outcome;
+
+	if (record(req, "_parse_submitted", "tvdb: recording a LlamaParse upload", &outcome))
+		pfree(outcome);
+	tvdb_free_task(req->arg);
+}
+
+static void
+start_fetch(Task *t)
+{
+	char	   *url = llamaparse_url("/api/v1/parsing/job/%s/result/markdown", t->parse_job_id);
+	TvdbHttp   *req = tvdb_http_new(url, fetch_done, t);
+
+	tvdb_http_bearer(req, tvdb_llamaparse_api_key);
+	tvdb_http_header(req, "Accept: application/json");
+	tvdb_http_start(req);
+	pfree(url);
+}
+
+static void
+poll_done(TvdbHttp *req)
+{
+	Task	   *t = req->arg;
+	char	   *outcome;
+
+	if (record(req, "_parse_polled", "tvdb: recording a LlamaParse poll", &outcome))
+	{
+		bool		fetch = strcmp(outcome, "fetch") == 0;
+
+		pfree(outcome);
+		if (fetch)
+		{
+			start_fetch(t);		/* the lease is still ours */
+			return;
+		}
+	}
+	tvdb_free_task(t);
+}
+
+static void
+fetch_done(TvdbHttp *req)
+{
+	char	   *outcome;
+
+	if (record(req, "_parse_fetched", "tvdb: storing a LlamaParse result", &outcome))
+		pfree(outcome);
+	tvdb_free_task(req->arg);
+}
+
+void
+tvdb_upload_row(int row, void *arg)
+{
+	Pending    *p = arg;
+	Task	   *t = tvdb_new_task(p->owner);
+	char	   *job = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+	char	   *filename = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 2);
+	char	   *mime_type = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 3);
+	bool		isnull;
+	bytea	   *content = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[row],
+														SPI_tuptable->tupdesc, 4, &isnull));
+	char	   *url = llamaparse_url("/api/v1/parsing/upload", NULL);
+	TvdbHttp   *req;
+	curl_mimepart *part;
+	static const char *const fields[] = {"job_id", "document_id", "correlation_id"};
+
+	strlcpy(t->job, job, sizeof(t->job));
+	req = tvdb_http_new(url, upload_done, t);
+	req->mime = curl_mime_init(req->easy);
+	part = curl_mime_addpart(req->mime);
+	curl_mime_name(part, "file");
+	curl_mime_filename(part, filename);
+	curl_mime_type(part, mime_type);
+	curl_mime_data(part, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));	/* copies */
+	/* ids for the webhook callback to carry back */
+	for (int i = 0; i < (int) lengthof(fields); i++)
+	{
+		part = curl_mime_addpart(req->mime);
+		curl_mime_name(part, fields[i]);
+		curl_mime_data(part, SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 5 + i),
+					   CURL_ZERO_TERMINATED);
+	}
+	if (tvdb_parse_webhook_url[0] != '\0')
+	{
+		part = curl_mime_addpart(req->mime);
+		curl_mime_name(part, "webhook_url");
+		curl_mime_data(part, tvdb_parse_webhook_url, CURL_ZERO_TERMINATED);
+	}
+	curl_easy_setopt(req->easy, CURLOPT_MIMEPOST, req->mime);
+	tvdb_http_bearer(req, tvdb_llamaparse_api_key);
+	tvdb_http_header(req, "Accept: application/json");
+	p->reqs[p->n++] = req;
+	pfree(url);
+}
+
+void
+tvdb_poll_row(int row, void *arg)
+{
+	Pending    *p = arg;
+	Task	   *t = tvdb_new_task(p->owner);
+	char	   *url;
+
+	strlcpy(t->job, SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1), sizeof(t->job));
+	t->parse_job_id = tvdb_col_text(row, 2);
+	url = llamaparse_url("/api/v1/parsing/job/%s", t->parse_job_id);
+	p->reqs[p->n] = tvdb_http_new(url, poll_done, t);
+	tvdb_http_bearer(p->reqs[p->n], tvdb_llamaparse_api_key);
+	tvdb_http_header(p->reqs[p->n], "Accept: application/json");
+	p->n++;
+	pfree(url);
+}
+
+/* Mock: uploaded -> parse_queued -> parsed with the built-in parser. */
+void
+tvdb_mock_parse_job(void *arg)
+{
+	Local	   *l = arg;
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {DirectFunctionCall1(uuid_in, CStringGetDatum(l->task->job)),
+	CStringGetTextDatum(l->task->owner), (Datum) 0};
+	bool		isnull;
+	bytea	   *content;
+	char	   *filename;
+	char	   *mime_type;
+	char	   *md;
+
+	tvdb_exec("UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'mock-' || job_id "
+		 "WHERE job_id = $1 AND lease_owner = $2 AND status = 'uploaded'", 2, types, values, NULL);
+	tvdb_exec("SELECT tvdb._advance($1, $2, 'uploaded', 'parse_queued', "
+		 "jsonb_build_object('parse_job_id', 'mock-' || $1::text), true)", 2, types, values, NULL);
+	tvdb_exec("SELECT b.content, d.filename, d.mime_type FROM upload_pipeline.upload_jobs j "
+		 "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
+		 "JOIN upload_pipeline.blobs b ON b.path = d.storage_path "
+		 "WHERE j.job_id = $1 AND j.lease_owner = $2 AND j.status = 'parse_queued'",
+		 2, types, values, NULL);
+	if (SPI_processed != 1)
+	{
+		l->outcome = "lost";
+		return;
+	}
+	content = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	filename = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	mime_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	md = tvdb_mock_markdown(filename, mime_type, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+	if (md == NULL)
+	{
+		values[2] = CStringGetTextDatum(psprintf("the mock parser reads text, markdown and HTML, not %s",
+												 mime_type));
+		tvdb_exec("SELECT tvdb._record_usage('mock', 'parse', $1, NULL, 415, 0, error => $3::text)",
+			 3, types, values, NULL);
+		tvdb_exec("SELECT tvdb._advance($1, $2, 'parse_queued', 'failed_parse', jsonb_build_object('error', $3::text))",
+			 3, types, values, NULL);
+		l->outcome = "failed";
+		return;
+	}
+	values[2] = CStringGetTextDatum(md);
+	tvdb_exec("SELECT tvdb._record_usage('mock', 'parse', $1, NULL, 200, 0, pages => 1)", 1, types, values, NULL);
+	tvdb_exec("SELECT tvdb._store_parsed($1, $2, $3, '{\"via\": \"mock\"}')", 3, types, values, NULL);
+	l->outcome = "done";
+}
