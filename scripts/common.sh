@@ -58,7 +58,10 @@ tvdb_cluster_start() {
         echo "log_min_messages = warning"
         for line in "$@"; do echo "$line"; done
     } | as_pg tee -a "$TVDB_PGDATA/postgresql.conf" >/dev/null
-    as_pg "$PGBIN/pg_ctl" -D "$TVDB_PGDATA" -l "$TVDB_CLUSTER_DIR/server.log" -w -t 60 start >/dev/null
+    if ! as_pg "$PGBIN/pg_ctl" -D "$TVDB_PGDATA" -l "$TVDB_CLUSTER_DIR/server.log" -w -t 60 start >/dev/null; then
+        echo "---- the cluster did not start; its log:"; cat "$TVDB_CLUSTER_DIR/server.log"
+        return 1
+    fi
     export PGHOST=$TVDB_CLUSTER_DIR PGPORT=$port PGUSER=postgres
     echo "== cluster up on port $port ($TVDB_PGDATA)"
 }
