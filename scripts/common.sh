@@ -44,12 +44,10 @@ tvdb_cluster_start() {
     chmod 755 "$TVDB_CLUSTER_DIR"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$TVDB_CLUSTER_DIR"
     export TVDB_PGDATA=$TVDB_CLUSTER_DIR/data
-    local port=$((55000 + RANDOM % 5000))
-    while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
     as_pg "$PGBIN/initdb" -D "$TVDB_PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     {
         echo "listen_addresses = '127.0.0.1'"
-        echo "port = $port"
+        echo "include_if_exists = 'port.conf'"   # written below, per attempt
         echo "unix_socket_directories = '$TVDB_CLUSTER_DIR'"
         echo "shared_preload_libraries = 'pg_cron,tvdb'"
         echo "cron.database_name = 'postgres'"
@@ -58,10 +56,20 @@ tvdb_cluster_start() {
         echo "log_min_messages = warning"
         for line in "$@"; do echo "$line"; done
     } | as_pg tee -a "$TVDB_PGDATA/postgresql.conf" >/dev/null
-    if ! as_pg "$PGBIN/pg_ctl" -D "$TVDB_PGDATA" -l "$TVDB_CLUSTER_DIR/server.log" -w -t 60 start >/dev/null; then
-        echo "---- the cluster did not start; its log:"; cat "$TVDB_CLUSTER_DIR/server.log"
-        return 1
-    fi
+    # A free port now may be taken by the time the server binds it: try a few.
+    local port attempt
+    for attempt in 1 2 3; do
+        port=$((55000 + RANDOM % 5000))
+        while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
+        echo "port = $port" | as_pg tee "$TVDB_PGDATA/port.conf" >/dev/null
+        if as_pg "$PGBIN/pg_ctl" -D "$TVDB_PGDATA" -l "$TVDB_CLUSTER_DIR/server.log" -w -t 60 \
+                 start >/dev/null; then
+            break
+        fi
+        echo "---- the cluster did not start (attempt $attempt, port $port); its log:"
+        cat "$TVDB_CLUSTER_DIR/server.log"
+        [ "$attempt" = 3 ] && return 1
+    done
     export PGHOST=$TVDB_CLUSTER_DIR PGPORT=$port PGUSER=postgres
     echo "== cluster up on port $port ($TVDB_PGDATA)"
 }
