@@ -284,12 +284,13 @@ rebuild_wait_set(void)
 }
 
 /*
- * Wait for the latch, a socket or a timeout (ms; -1: none of our own), drive
- * libcurl and run the callbacks of finished requests.  Returns with the latch
- * reset; the caller then looks at its interrupts.
+ * Wait for the latch (unless latch is false), a socket or a timeout (ms; -1:
+ * none of our own), drive libcurl and run the callbacks of finished requests.
+ * Returns with the latch reset if it was waited on; the caller then looks at
+ * its interrupts.
  */
 void
-tvdb_http_wait(long timeout_ms)
+tvdb_http_wait(long timeout_ms, bool latch)
 {
 	WaitEvent	events[64];
 	int			n;
@@ -299,6 +300,11 @@ tvdb_http_wait(long timeout_ms)
 	if (inflight > 0 && curl_timeout_ms >= 0 && (t < 0 || curl_timeout_ms < t))
 		t = curl_timeout_ms;
 	rebuild_wait_set();
+	/*
+	 * Without the latch in the set, SetLatch() from committing backends only
+	 * marks it set: no signal, no wake-up.  The next wait with it sees it.
+	 */
+	ModifyWaitEvent(wait_set, 0, WL_LATCH_SET, latch ? MyLatch : NULL);
 	n = WaitEventSetWait(wait_set, t, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (int i = 0; i < n; i++)
 	{

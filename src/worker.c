@@ -25,6 +25,9 @@ PGDLLEXPORT void tvdb_worker_main(Datum arg);
 
 #define NOT_INSTALLED_RECHECK_MS 10000
 #define MAX_SLEEP_MS 60000
+#define MIN_PASS_MS 25			/* between passes that left nothing claimable */
+
+static TimestampTz quiet_until = 0;
 
 void
 tvdb_register_workers(void)
@@ -128,12 +131,27 @@ tvdb_worker_main(Datum arg)
 	for (;;)
 	{
 		long		timeout;
+		long		secs;
+		int			usecs;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * Every commit that changes a status sets our latch.  Under a stream
+		 * of them, look for work at most every MIN_PASS_MS, and do not even
+		 * wake for them in between (SIGTERM waits that long too); answers to
+		 * requests in flight are still handled at once inside the wait.
+		 */
+		TimestampDifference(GetCurrentTimestamp(), quiet_until, &secs, &usecs);
+		if (secs > 0 || usecs > 0)
+		{
+			tvdb_http_wait(secs * 1000 + (usecs + 999) / 1000, false);
+			continue;
 		}
 
 		timeout = next_due_ms();
@@ -159,6 +177,7 @@ tvdb_worker_main(Datum arg)
 					timeout = tvdb_http_inflight() > 0 ? -1 : 1000;
 			}
 		}
-		tvdb_http_wait(timeout);
+		quiet_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MIN_PASS_MS);
+		tvdb_http_wait(timeout, true);
 	}
 }

@@ -83,7 +83,7 @@ extern void tvdb_http_bearer(TvdbHttp *req, const char *key);
 extern void tvdb_http_start(TvdbHttp *req);
 extern void tvdb_http_free(TvdbHttp *req);
 extern int	tvdb_http_inflight(void);
-extern void tvdb_http_wait(long timeout_ms);
+extern void tvdb_http_wait(long timeout_ms, bool latch);
 extern const char *tvdb_http_failure(TvdbHttp *req);
 
 /* worker.c */
