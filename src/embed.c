@@ -190,13 +190,12 @@ finish_claimed(void *arg)
 		 1, types, values, NULL);
 }
 
-static void record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure);
+static void record_embedding_error(Batch *b, TvdbHttp *req);
 
 typedef struct EmbedAnswer
 {
 	TvdbHttp   *req;
 	Batch	   *batch;
-	float	   *vectors;		/* mock mode: n * dims */
 } EmbedAnswer;
 
 /*
@@ -231,7 +230,7 @@ store_embeddings(Batch *b, TvdbHttp *req, const char *body)
 			 "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
 		pfree(DatumGetPointer(values[0]));
 	}
-	uvalues[0] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
+	uvalues[0] = tvdb_uuid_array(b->jobs, b->n);
 	uvalues[1] = Int32GetDatum((int32) req->status);
 	uvalues[2] = Float8GetDatum(req->latency_ms);
 	uvalues[3] = Int32GetDatum(b->n);
@@ -252,43 +251,37 @@ static void
 record_embeddings(void *arg)
 {
 	EmbedAnswer *a = arg;
-	Batch	   *b = a->batch;
-	TvdbHttp   *req = a->req;
-	const char *failure = tvdb_http_failure(req);
-	char	   *body = tvdb_body_text(req, &failure);
+	const char *failure = NULL;
+	char	   *body = tvdb_body_text(a->req, &failure);
 
-	if (req->status == 200 && body != NULL && store_embeddings(b, req, body))
+	if (a->req->status == 200 && body != NULL && store_embeddings(a->batch, a->req, body))
 		return;
-	record_embedding_error(b, req, body, failure);
+	record_embedding_error(a->batch, a->req);
 }
 
+/* Anything but a complete, well-formed answer: the SQL function says what is wrong. */
 static void
-record_embedding_error(Batch *b, TvdbHttp *req, char *body, const char *failure)
+record_embedding_error(Batch *b, TvdbHttp *req)
 {
-	Oid			types[11] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID, INT4OID, TEXTOID,
-	FLOAT8OID, TEXTOID, INT8OID, INT4OID, FLOAT8OID};
-	Datum		values[11];
-	char		nulls[11] = "           ";
+	Oid			types[6 + TVDB_ANSWER_ARGS] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID};
+	Datum		values[6 + TVDB_ANSWER_ARGS];
+	char		nulls[6 + TVDB_ANSWER_ARGS];
 	Datum	   *idx = palloc(sizeof(Datum) * b->n);
 
+	memset(nulls, ' ', sizeof(nulls));
 	for (int i = 0; i < b->n; i++)
 		idx[i] = Int32GetDatum(b->chunk[i]);
 	values[0] = CStringGetTextDatum(b->owner);
-	values[1] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
-	values[2] = tvdb_uuid_array(b->docs, b->n, UUIDOID);
+	values[1] = tvdb_uuid_array(b->jobs, b->n);
+	values[2] = tvdb_uuid_array(b->docs, b->n);
 	values[3] = PointerGetDatum(construct_array(idx, b->n, INT4OID, 4, true, TYPALIGN_INT));
-	values[4] = Int32GetDatum((int32) req->status);
-	values[5] = body ? CStringGetTextDatum(body) : (Datum) 0;
-	nulls[5] = body ? ' ' : 'n';
-	values[6] = Float8GetDatum(req->latency_ms);
-	values[7] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
-	nulls[7] = failure ? ' ' : 'n';
-	values[8] = Int64GetDatum(req->retry_after_ms);
-	nulls[8] = req->retry_after_ms >= 0 ? ' ' : 'n';
+	tvdb_answer_args(req, types + 4, values + 4, nulls + 4);
+	types[9] = INT4OID;
 	values[9] = Int32GetDatum(tvdb_model_dimensions());
+	types[10] = FLOAT8OID;
 	values[10] = Float8GetDatum(tvdb_openai_usd_per_mtok);
 	tvdb_exec("SELECT tvdb._embeddings_received($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-		 11, types, values, nulls);
+			  11, types, values, nulls);
 }
 
 static void
@@ -309,7 +302,7 @@ release_batch(void *arg)
 static void
 embed_done(TvdbHttp *req)
 {
-	EmbedAnswer a = {req, req->arg, NULL};
+	EmbedAnswer a = {req, req->arg};
 
 	if (!tvdb_in_xact("tvdb: storing embeddings", record_embeddings, &a))
 		tvdb_in_xact("tvdb: releasing jobs", release_batch, a.batch);
@@ -380,7 +373,7 @@ mock_embed(void *arg)
 		pfree(elems);
 	}
 	values[3] = CStringGetTextDatum(b->owner);
-	values[4] = tvdb_uuid_array(b->jobs, b->n, UUIDOID);
+	values[4] = tvdb_uuid_array(b->jobs, b->n);
 	tvdb_exec("SELECT tvdb._record_usage('mock', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), 200, 0, "
 		 "inputs => cardinality($1))", 1, &types[4], &values[4], NULL);
 	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $1) FROM (SELECT DISTINCT unnest($2) AS j) s",

@@ -21,60 +21,41 @@
 
 #include "chunker.h"
 
+/* An answer, and the arguments its SQL function takes after the common ones. */
 typedef struct Answer
 {
 	TvdbHttp   *req;
-	Task	   *task;
-	const char *fn;				/* the SQL function deciding */
-	char	   *outcome;
+	const char *sql;			/* SELECT tvdb._parse_...($1 .. $7, extras) */
+	int			nextra;
+	Oid			extra_types[2];
+	Datum		extra[2];
+	bool		fetch;			/* the job's result is ready to fetch */
 } Answer;
 
 static void
 record_answer(void *arg)
 {
 	Answer	   *a = arg;
-	TvdbHttp   *req = a->req;
-	const char *failure = tvdb_http_failure(req);
-	char	   *body = tvdb_body_text(req, &failure);
-	Oid			types[9] = {UUIDOID, TEXTOID, INT4OID, TEXTOID, FLOAT8OID, TEXTOID, INT8OID, INT4OID, INT4OID};
-	Datum		values[9];
-	char		nulls[9] = "         ";
-	char	   *sql;
-	int			nargs = 7;
+	Task	   *t = a->req->arg;
+	Oid			types[TVDB_ANSWER_ARGS + 4] = {UUIDOID, TEXTOID};
+	Datum		values[TVDB_ANSWER_ARGS + 4];
+	char		nulls[TVDB_ANSWER_ARGS + 4];
+	int			nargs = 2 + TVDB_ANSWER_ARGS + a->nextra;
+	char	   *outcome;
 
-	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(a->task->job));
-	values[1] = CStringGetTextDatum(a->task->owner);
-	values[2] = Int32GetDatum((int32) req->status);
-	values[3] = body ? CStringGetTextDatum(body) : (Datum) 0;
-	nulls[3] = body ? ' ' : 'n';
-	values[4] = Float8GetDatum(req->latency_ms);
-	values[5] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
-	nulls[5] = failure ? ' ' : 'n';
-	values[6] = Int64GetDatum(req->retry_after_ms);
-	nulls[6] = req->retry_after_ms >= 0 ? ' ' : 'n';
-
-	if (strcmp(a->fn, "_parse_submitted") == 0)
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(t->job));
+	values[1] = CStringGetTextDatum(t->owner);
+	nulls[0] = nulls[1] = ' ';
+	tvdb_answer_args(a->req, types + 2, values + 2, nulls + 2);
+	for (int i = 0; i < a->nextra; i++)
 	{
-		values[7] = Int32GetDatum(tvdb_poll_min_ms);
-		nargs = 8;
+		types[2 + TVDB_ANSWER_ARGS + i] = a->extra_types[i];
+		values[2 + TVDB_ANSWER_ARGS + i] = a->extra[i];
+		nulls[2 + TVDB_ANSWER_ARGS + i] = ' ';
 	}
-	else if (strcmp(a->fn, "_parse_polled") == 0)
-	{
-		values[7] = Int32GetDatum(tvdb_poll_min_ms);
-		values[8] = Int32GetDatum(tvdb_poll_max_ms);
-		nargs = 9;
-	}
-	else
-	{
-		types[7] = FLOAT8OID;
-		values[7] = Float8GetDatum(tvdb_llamaparse_usd_per_page);
-		values[8] = Int32GetDatum(tvdb_poll_min_ms);
-		nargs = 9;
-	}
-	sql = psprintf("SELECT tvdb.%s($1, $2, $3, $4, $5, $6, $7, $8%s)", a->fn,
-				   nargs == 9 ? ", $9" : "");
-	tvdb_exec(sql, nargs, types, values, nulls);
-	a->outcome = MemoryContextStrdup(TopMemoryContext, tvdb_scalar_text());
+	tvdb_exec(a->sql, nargs, types, values, nulls);
+	outcome = tvdb_scalar_text();
+	a->fetch = outcome != NULL && strcmp(outcome, "fetch") == 0;
 }
 
 static char *
@@ -94,27 +75,28 @@ llamaparse_url(const char *path_fmt, const char *id)
 
 static void fetch_done(TvdbHttp *req);
 
+/*
+ * Record an answer; false if that failed (the job is then released with a
+ * backoff).  a->fetch says whether to go on and fetch the result.
+ */
 static bool
-record(TvdbHttp *req, const char *fn, const char *what, char **outcome)
+record(Answer *a, const char *what)
 {
-	Answer		a = {req, req->arg, fn, NULL};
-
-	if (!tvdb_in_xact(what, record_answer, &a))
+	if (!tvdb_in_xact(what, record_answer, a))
 	{
-		tvdb_in_xact("tvdb: releasing a job", tvdb_release_after_error, req->arg);
+		tvdb_in_xact("tvdb: releasing a job", tvdb_release_after_error, a->req->arg);
 		return false;
 	}
-	*outcome = a.outcome;
 	return true;
 }
 
 static void
 upload_done(TvdbHttp *req)
 {
-	char	   *outcome;
+	Answer		a = {req, "SELECT tvdb._parse_submitted($1, $2, $3, $4, $5, $6, $7, $8)",
+	1, {INT4OID}, {Int32GetDatum(tvdb_poll_min_ms)}};
 
-	if (record(req, "_parse_submitted", "tvdb: recording a LlamaParse upload", &outcome))
-		pfree(outcome);
+	record(&a, "tvdb: recording a LlamaParse upload");
 	tvdb_free_task(req->arg);
 }
 
@@ -133,30 +115,22 @@ start_fetch(Task *t)
 static void
 poll_done(TvdbHttp *req)
 {
-	Task	   *t = req->arg;
-	char	   *outcome;
+	Answer		a = {req, "SELECT tvdb._parse_polled($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	2, {INT4OID, INT4OID}, {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_ms)}};
 
-	if (record(req, "_parse_polled", "tvdb: recording a LlamaParse poll", &outcome))
-	{
-		bool		fetch = strcmp(outcome, "fetch") == 0;
-
-		pfree(outcome);
-		if (fetch)
-		{
-			start_fetch(t);		/* the lease is still ours */
-			return;
-		}
-	}
-	tvdb_free_task(t);
+	if (record(&a, "tvdb: recording a LlamaParse poll") && a.fetch)
+		start_fetch(req->arg);	/* the lease is still ours */
+	else
+		tvdb_free_task(req->arg);
 }
 
 static void
 fetch_done(TvdbHttp *req)
 {
-	char	   *outcome;
+	Answer		a = {req, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	2, {FLOAT8OID, INT4OID}, {Float8GetDatum(tvdb_llamaparse_usd_per_page), Int32GetDatum(tvdb_poll_min_ms)}};
 
-	if (record(req, "_parse_fetched", "tvdb: storing a LlamaParse result", &outcome))
-		pfree(outcome);
+	record(&a, "tvdb: storing a LlamaParse result");
 	tvdb_free_task(req->arg);
 }
 

@@ -1,5 +1,5 @@
 /*
- * stages.h — what the worker's stage files (stages.c, parse.c, embed.c,
+ * stages.h — what the worker's files (worker.c, stages.c, parse.c, embed.c,
  * xact.c) share; not part of the extension's interface.
  */
 #ifndef TVDB_STAGES_H
@@ -56,7 +56,9 @@ extern int	tvdb_exec(const char *sql, int nargs, Oid *types, Datum *values, cons
 extern char *tvdb_col_text(int row, int col);
 extern char *tvdb_scalar_text(void);
 extern char *tvdb_body_text(TvdbHttp *req, const char **failure);
-extern Datum tvdb_uuid_array(char **items, int n, Oid elemtype);
+#define TVDB_ANSWER_ARGS 5
+extern void tvdb_answer_args(TvdbHttp *req, Oid *types, Datum *values, char *nulls);
+extern Datum tvdb_uuid_array(char **items, int n);
 
 /* stages.c */
 extern Task *tvdb_new_task(const char *owner);

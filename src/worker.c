@@ -5,9 +5,10 @@
  * and its timers together (http.c).  Idle means asleep on the latch until a
  * commit makes work, a lease runs out or a poll falls due.
  */
-#include "worker.h"
+#include "stages.h"
 
 #include "access/xact.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -58,18 +59,12 @@ next_due_ms(void)
 {
 	long		ms = -1;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "tvdb: looking for due work");
-	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tvdb'", true, 1);
-	if (SPI_processed == 0)
+	tvdb_begin_xact("tvdb: looking for due work");
+	if (!OidIsValid(get_extension_oid("tvdb", true)))
 		ms = -2;
 	else
 	{
-		SPI_execute("SELECT ceil(tvdb._next_due_ms())::bigint",
-					true, 1);
+		SPI_execute("SELECT ceil(tvdb._next_due_ms())::bigint", true, 1);
 		if (SPI_processed == 1)
 		{
 			bool		isnull;
@@ -79,10 +74,7 @@ next_due_ms(void)
 				ms = Max(0, Min(DatumGetInt64(d), MAX_SLEEP_MS));
 		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	tvdb_commit_xact();
 	return ms;
 }
 
@@ -93,20 +85,14 @@ next_due_ms(void)
 static void
 release_dead_leases(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tvdb'", true, 1);
-	if (SPI_processed == 1)
+	tvdb_begin_xact("tvdb: releasing dead workers' leases");
+	if (OidIsValid(get_extension_oid("tvdb", true)))
 		SPI_execute("UPDATE upload_pipeline.upload_jobs j SET lease_owner = NULL, lease_expires_at = NULL "
 					"WHERE j.lease_owner ~ '^tvdb worker [0-9]+ pid [0-9]+$' AND NOT EXISTS "
 					"(SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'tvdb worker' "
 					" AND j.lease_owner LIKE '% pid ' || a.pid)",
 					false, 0);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	tvdb_commit_xact();
 }
 
 void

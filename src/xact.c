@@ -206,14 +206,40 @@ tvdb_body_text(TvdbHttp *req, const char **failure)
 	return req->body;
 }
 
+/*
+ * The arguments every answer-recording SQL function takes, in this order:
+ * http_status, body (NULL if not UTF-8 text), latency_ms, failure (why no
+ * usable answer came), retry_after_ms.
+ */
+void
+tvdb_answer_args(TvdbHttp *req, Oid *types, Datum *values, char *nulls)
+{
+	const char *failure = tvdb_http_failure(req);
+	char	   *body = tvdb_body_text(req, &failure);
+
+	types[0] = INT4OID;
+	values[0] = Int32GetDatum((int32) req->status);
+	types[1] = TEXTOID;
+	values[1] = body ? CStringGetTextDatum(body) : (Datum) 0;
+	types[2] = FLOAT8OID;
+	values[2] = Float8GetDatum(req->latency_ms);
+	types[3] = TEXTOID;
+	values[3] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
+	types[4] = INT8OID;
+	values[4] = Int64GetDatum(req->retry_after_ms);
+	nulls[0] = nulls[2] = ' ';
+	nulls[1] = body ? ' ' : 'n';
+	nulls[3] = failure ? ' ' : 'n';
+	nulls[4] = req->retry_after_ms >= 0 ? ' ' : 'n';
+}
+
+/* A uuid[] from the text form of the ids. */
 Datum
-tvdb_uuid_array(char **items, int n, Oid elemtype)
+tvdb_uuid_array(char **items, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
-		d[i] = elemtype == UUIDOID ? DirectFunctionCall1(uuid_in, CStringGetDatum(items[i]))
-			: CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, elemtype, elemtype == UUIDOID ? UUID_LEN : -1,
-										   false, elemtype == UUIDOID ? TYPALIGN_CHAR : TYPALIGN_INT));
+		d[i] = DirectFunctionCall1(uuid_in, CStringGetDatum(items[i]));
+	return PointerGetDatum(construct_array(d, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }
