@@ -70,6 +70,26 @@ BEGIN
 END
 $$;
 
+-- A LlamaParse answer that cannot be used: recorded in the ledger with the
+-- reason (the service's error, or what is wrong with a 200), then retried or
+-- failed.  A 200 that makes no sense counts as a 502 from the service.
+CREATE FUNCTION tvdb._parse_refused(job uuid, owner text, operation text, from_status text,
+                                    http_status integer, body text, failure text,
+                                    latency_ms double precision, retry_after_ms bigint,
+                                    malformed text)
+    RETURNS text LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg text := CASE WHEN http_status = 200 THEN malformed
+                     ELSE tvdb._error_message(http_status, body, failure) END;
+BEGIN
+    PERFORM tvdb._record_usage('llamaparse', operation, job, NULL, http_status, latency_ms, error => msg);
+    RETURN tvdb._attempt_failed(job, owner, 'parse', from_status, 'failed_parse',
+                                CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
+                                msg, retry_after_ms);
+END
+$$;
+
 -- POST /api/v1/parsing/upload answered.
 CREATE FUNCTION tvdb._parse_submitted(job uuid, owner text, http_status integer, body text,
                                       latency_ms double precision, failure text,
@@ -78,7 +98,6 @@ CREATE FUNCTION tvdb._parse_submitted(job uuid, owner text, http_status integer,
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
-    msg text;
 BEGIN
     IF http_status = 200 AND j ->> 'id' IS NOT NULL THEN
         PERFORM tvdb._record_usage('llamaparse', 'upload', job, NULL, http_status, latency_ms);
@@ -90,12 +109,9 @@ BEGIN
                                        jsonb_build_object('parse_job_id', j ->> 'id'))
                     THEN 'done' ELSE 'lost' END;
     END IF;
-    msg := CASE WHEN http_status = 200 THEN 'LlamaParse upload answer has no job id: ' || left(body, 200)
-                ELSE tvdb._error_message(http_status, body, failure) END;
-    PERFORM tvdb._record_usage('llamaparse', 'upload', job, NULL, http_status, latency_ms, error => msg);
-    RETURN tvdb._attempt_failed(job, owner, 'parse', 'uploaded', 'failed_parse',
-                                CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
-                                msg, retry_after_ms);
+    RETURN tvdb._parse_refused(job, owner, 'upload', 'uploaded', http_status, body, failure,
+                               latency_ms, retry_after_ms,
+                               'LlamaParse upload answer has no job id: ' || left(body, 200));
 END
 $$;
 
@@ -112,12 +128,9 @@ DECLARE
     waited double precision;
 BEGIN
     IF http_status <> 200 OR state IS NULL THEN
-        msg := CASE WHEN http_status = 200 THEN 'LlamaParse job answer has no status: ' || left(body, 200)
-                    ELSE tvdb._error_message(http_status, body, failure) END;
-        PERFORM tvdb._record_usage('llamaparse', 'job_status', job, NULL, http_status, latency_ms, error => msg);
-        RETURN tvdb._attempt_failed(job, owner, 'parse', 'parse_queued', 'failed_parse',
-                                    CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
-                                    msg, retry_after_ms);
+        RETURN tvdb._parse_refused(job, owner, 'job_status', 'parse_queued', http_status, body, failure,
+                                   latency_ms, retry_after_ms,
+                                   'LlamaParse job answer has no status: ' || left(body, 200));
     END IF;
     PERFORM tvdb._record_usage('llamaparse', 'job_status', job, NULL, http_status, latency_ms);
     IF state = 'SUCCESS' THEN
@@ -156,7 +169,6 @@ DECLARE
     j jsonb := tvdb._json_or_null(body);
     pages integer;
     hit boolean;
-    msg text;
 BEGIN
     IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' THEN
         pages := CASE WHEN jsonb_typeof(j -> 'job_metadata' -> 'job_pages') = 'number'
@@ -171,20 +183,18 @@ BEGIN
                                                 'pages', pages, 'cache_hit', hit)))
                     THEN 'done' ELSE 'lost' END;
     END IF;
-    msg := CASE WHEN http_status = 200 THEN 'LlamaParse result has no markdown'
-                ELSE tvdb._error_message(http_status, body, failure) END;
-    PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms, error => msg);
     IF http_status = 404 THEN
         -- Not ready after all: poll again.
+        PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms,
+                                   error => tvdb._error_message(http_status, body, failure));
         UPDATE upload_pipeline.upload_jobs u
         SET next_poll_at = clock_timestamp() + make_interval(secs => poll_min_ms / 1000.0),
             lease_owner = NULL, lease_expires_at = NULL
         WHERE u.job_id = job AND u.lease_owner = owner;
         RETURN 'wait';
     END IF;
-    RETURN tvdb._attempt_failed(job, owner, 'parse', 'parse_queued', 'failed_parse',
-                                CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
-                                msg, retry_after_ms);
+    RETURN tvdb._parse_refused(job, owner, 'result', 'parse_queued', http_status, body, failure,
+                               latency_ms, retry_after_ms, 'LlamaParse result has no markdown');
 END
 $$;
 
@@ -254,7 +264,7 @@ DO $$
 DECLARE f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_submitted', '_parse_polled',
+             WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_refused', '_parse_submitted', '_parse_polled',
                                                         '_parse_fetched', '_embeddings_received')
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
@@ -274,6 +284,7 @@ COMMENT ON FUNCTION tvdb._is_transient(integer) IS 'internal (worker): HTTP stat
 COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
 COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
 COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer) IS 'internal (worker): record a LlamaParse result fetch';
+COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, text, double precision, bigint, text) IS 'internal (worker): record and retry or fail an unusable LlamaParse answer';
 COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
 COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
 COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
