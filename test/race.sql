@@ -4,38 +4,20 @@
 \set QUIET 1
 SET client_min_messages = warning;
 \set ON_ERROR_STOP 1
-CREATE SCHEMA IF NOT EXISTS tvdb_test;
+\ir lib/at_once.sql
 CREATE OR REPLACE FUNCTION tvdb_test.racer(job uuid, target text, expected text)
 RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(4242);  -- the starting gate
+  PERFORM tvdb_test.gate();
   RETURN tvdb.transition(job, target, '{}', expected)::text;
 EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE;
 END $$;
 
 CREATE OR REPLACE FUNCTION tvdb_test.race(job uuid, target text, expected text, racers int)
-RETURNS SETOF text LANGUAGE plpgsql AS $$
-DECLARE
-  conninfo text := format('dbname=%s host=%s port=%s', current_database(),
-                          split_part(current_setting('unix_socket_directories'), ',', 1),
-                          current_setting('port'));
-  q text := format('SELECT tvdb_test.racer(%L, %L, %L)', job, target, expected);
-  i int;
-BEGIN
-  PERFORM pg_advisory_lock(4242);
-  FOR i IN 1..racers LOOP
-    PERFORM dblink_connect('racer' || i, conninfo);
-    PERFORM dblink_send_query('racer' || i, q);
-  END LOOP;
-  PERFORM pg_sleep(0.2);              -- let every racer reach the gate
-  PERFORM pg_advisory_unlock(4242);
-  FOR i IN 1..racers LOOP
-    RETURN QUERY SELECT r FROM dblink_get_result('racer' || i) AS t(r text);
-    PERFORM dblink_get_result('racer' || i);  -- drain the end of the result
-    PERFORM dblink_disconnect('racer' || i);
-  END LOOP;
-END $$;
+RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT tvdb_test.at_once(format('SELECT tvdb_test.racer(%L, %L, %L)', job, target, expected), racers)
+$$;
 \unset QUIET
 
 SELECT plan(8);

@@ -3,12 +3,12 @@
 \set QUIET 1
 SET client_min_messages = warning;
 \set ON_ERROR_STOP 1
-CREATE SCHEMA IF NOT EXISTS tvdb_test;
+\ir lib/at_once.sql
 -- Signed with the secret the test cluster is configured with.
 CREATE OR REPLACE FUNCTION tvdb_test.deliver(body text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE r jsonb;
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(4343);  -- the starting gate
+  PERFORM tvdb_test.gate();
   r := tvdb.handle_llamaparse_webhook(convert_to(body, 'UTF8'), jsonb_build_object(
          'X-Webhook-Signature', 'sha256=' || encode(hmac(convert_to(body, 'UTF8'), 'tvdb-test-secret', 'sha256'), 'hex')));
   RETURN concat_ws(' ', r->>'http_status', r->>'result');
@@ -17,27 +17,9 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 CREATE OR REPLACE FUNCTION tvdb_test.storm(body text, senders int)
-RETURNS SETOF text LANGUAGE plpgsql AS $$
-DECLARE
-  conninfo text := format('dbname=%s host=%s port=%s', current_database(),
-                          split_part(current_setting('unix_socket_directories'), ',', 1),
-                          current_setting('port'));
-  q text := format('SELECT tvdb_test.deliver(%L)', body);
-  i int;
-BEGIN
-  PERFORM pg_advisory_lock(4343);
-  FOR i IN 1..senders LOOP
-    PERFORM dblink_connect('sender' || i, conninfo);
-    PERFORM dblink_send_query('sender' || i, q);
-  END LOOP;
-  PERFORM pg_sleep(0.3);              -- let every sender reach the gate
-  PERFORM pg_advisory_unlock(4343);
-  FOR i IN 1..senders LOOP
-    RETURN QUERY SELECT r FROM dblink_get_result('sender' || i) AS t(r text);
-    PERFORM dblink_get_result('sender' || i);
-    PERFORM dblink_disconnect('sender' || i);
-  END LOOP;
-END $$;
+RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT tvdb_test.at_once(format('SELECT tvdb_test.deliver(%L)', body), senders)
+$$;
 \unset QUIET
 
 SELECT plan(6);
