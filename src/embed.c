@@ -31,6 +31,7 @@ typedef struct Batch
 	char	  **jobs;
 	char	  **docs;
 	int		   *chunk;
+	char	  **texts;			/* mock mode only: the texts themselves */
 	StringInfoData input;		/* JSON array of the texts */
 	size_t		bytes;
 } Batch;
@@ -38,11 +39,12 @@ typedef struct Batch
 typedef struct EmbedClaim
 {
 	const char *owner;
+	bool		mock;
 	List	   *batches;
 } EmbedClaim;
 
 static Batch *
-new_batch(const char *owner)
+new_batch(const char *owner, bool keep_texts)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	Batch	   *b = palloc0(sizeof(Batch));
@@ -52,6 +54,8 @@ new_batch(const char *owner)
 	b->jobs = palloc(sizeof(char *) * b->cap);
 	b->docs = palloc(sizeof(char *) * b->cap);
 	b->chunk = palloc(sizeof(int) * b->cap);
+	if (keep_texts)
+		b->texts = palloc(sizeof(char *) * b->cap);
 	initStringInfo(&b->input);
 	MemoryContextSwitchTo(old);
 	return b;
@@ -64,7 +68,11 @@ free_batch(Batch *b)
 	{
 		pfree(b->jobs[i]);
 		pfree(b->docs[i]);
+		if (b->texts)
+			pfree(b->texts[i]);
 	}
+	if (b->texts)
+		pfree(b->texts);
 	pfree(b->jobs);
 	pfree(b->docs);
 	pfree(b->chunk);
@@ -147,7 +155,7 @@ embed_claim(void *arg)
 		}
 		if (b == NULL)
 		{
-			b = new_batch(e->owner);
+			b = new_batch(e->owner, e->mock);
 			appendStringInfoChar(&b->input, '[');
 		}
 		if (b->n == b->cap)
@@ -156,7 +164,11 @@ embed_claim(void *arg)
 			b->jobs = repalloc(b->jobs, sizeof(char *) * b->cap);
 			b->docs = repalloc(b->docs, sizeof(char *) * b->cap);
 			b->chunk = repalloc(b->chunk, sizeof(int) * b->cap);
+			if (b->texts)
+				b->texts = repalloc(b->texts, sizeof(char *) * b->cap);
 		}
+		if (b->texts)
+			b->texts[b->n] = MemoryContextStrdup(TopMemoryContext, content);
 		b->jobs[b->n] = tvdb_col_text((int) i, 1);
 		b->docs[b->n] = tvdb_col_text((int) i, 2);
 		b->chunk[b->n] = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
@@ -199,51 +211,63 @@ typedef struct EmbedAnswer
 } EmbedAnswer;
 
 /*
- * A complete, well-formed answer: store the vectors, record the request and
- * finish the jobs whose chunks all have theirs.  False (nothing written) when
- * the answer needs the SQL path, which explains what is wrong with it.
+ * Store one vector per input of the batch, record the request in the ledger
+ * and finish the jobs whose chunks all have theirs.
+ */
+static void
+store_vectors(Batch *b, float **vectors, int dims, const char *service, int http_status,
+			  double latency_ms, long prompt_tokens, double usd_per_mtok)
+{
+	Oid			types[4] = {FLOAT4ARRAYOID, UUIDOID, INT4OID, UUIDOID};
+	Datum		values[4];
+	Datum	   *elems = palloc(sizeof(Datum) * dims);
+	Oid			utypes[7] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID};
+	Datum		uvalues[7];
+	char		unulls[7] = "       ";
+
+	for (int i = 0; i < b->n; i++)
+	{
+		for (int d = 0; d < dims; d++)
+			elems[d] = Float4GetDatum(vectors[i][d]);
+		values[0] = PointerGetDatum(construct_array(elems, dims, FLOAT4OID, 4, true, TYPALIGN_INT));
+		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
+		values[2] = Int32GetDatum(b->chunk[i]);
+		values[3] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->jobs[i]));
+		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $1 "
+				  "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
+		pfree(DatumGetPointer(values[0]));
+	}
+	uvalues[0] = tvdb_uuid_array(b->jobs, b->n);
+	uvalues[1] = Int32GetDatum(http_status);
+	uvalues[2] = Float8GetDatum(latency_ms);
+	uvalues[3] = Int32GetDatum(b->n);
+	uvalues[4] = Int32GetDatum((int32) prompt_tokens);
+	unulls[4] = prompt_tokens >= 0 ? ' ' : 'n';
+	uvalues[5] = Float8GetDatum(usd_per_mtok);
+	uvalues[6] = CStringGetTextDatum(service);
+	tvdb_exec("SELECT tvdb._record_usage($7, 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), $2, $3, "
+			  "inputs => $4, prompt_tokens => $5, cost_usd => (coalesce($5, 0) * $6 / 1e6)::numeric)",
+			  7, utypes, uvalues, unulls);
+	uvalues[1] = CStringGetTextDatum(b->owner);
+	utypes[1] = TEXTOID;
+	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $2) FROM (SELECT DISTINCT unnest($1) AS j) s",
+			  2, utypes, uvalues, NULL);
+}
+
+/*
+ * A complete, well-formed OpenAI answer is stored; false (nothing written)
+ * when it needs the SQL path, which explains what is wrong with it.
  */
 static bool
 store_embeddings(Batch *b, TvdbHttp *req, const char *body)
 {
 	TvdbEmbeddings e = {b->n, tvdb_model_dimensions(), CurrentMemoryContext};
-	Oid			types[4] = {FLOAT4ARRAYOID, UUIDOID, INT4OID, UUIDOID};
-	Datum		values[4];
-	Datum	   *elems;
-	Oid			utypes[6] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID};
-	Datum		uvalues[6];
-	char		unulls[6] = "      ";
 
 	tvdb_read_embeddings(body, strlen(body), &e);
 	if (e.error != NULL)
 		return false;
-	elems = palloc(sizeof(Datum) * e.dims);
-	for (int i = 0; i < b->n; i++)
-	{
-		for (int d = 0; d < e.dims; d++)
-			elems[d] = Float4GetDatum(e.vectors[i][d]);
-		values[0] = PointerGetDatum(construct_array(elems, e.dims, FLOAT4OID, 4, true, TYPALIGN_INT));
-		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
-		values[2] = Int32GetDatum(b->chunk[i]);
-		values[3] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->jobs[i]));
-		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $1 "
-			 "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
-		pfree(DatumGetPointer(values[0]));
-	}
-	uvalues[0] = tvdb_uuid_array(b->jobs, b->n);
-	uvalues[1] = Int32GetDatum((int32) req->status);
-	uvalues[2] = Float8GetDatum(req->latency_ms);
-	uvalues[3] = Int32GetDatum(b->n);
-	uvalues[4] = Int32GetDatum((int32) e.prompt_tokens);
-	unulls[4] = e.prompt_tokens >= 0 ? ' ' : 'n';
-	uvalues[5] = Float8GetDatum(tvdb_openai_usd_per_mtok);
-	tvdb_exec("SELECT tvdb._record_usage('openai', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), $2, $3, "
-		 "inputs => $4, prompt_tokens => $5, cost_usd => (coalesce($5, 0) * $6 / 1e6)::numeric)",
-		 6, utypes, uvalues, unulls);
-	uvalues[1] = CStringGetTextDatum(b->owner);
-	utypes[1] = TEXTOID;
-	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $2) FROM (SELECT DISTINCT unnest($1) AS j) s",
-		 2, utypes, uvalues, NULL);
+	store_vectors(b, e.vectors, e.dims, "openai", (int) req->status, req->latency_ms,
+				  e.prompt_tokens, tvdb_openai_usd_per_mtok);
 	return true;
 }
 
@@ -340,50 +364,26 @@ start_embedding(Batch *b)
 	pfree(url);
 }
 
-/* Mock: embed in process and record as an answer from a perfect service. */
+/* Mock: the built-in embedder answers, as a perfect service would. */
 static void
 mock_embed(void *arg)
 {
 	Batch	   *b = arg;
 	int			dims = tvdb_model_dimensions();
-	float	   *v = palloc(sizeof(float) * dims);
-	Oid			types[5] = {UUIDOID, INT4OID, FLOAT4ARRAYOID, TEXTOID, UUIDARRAYOID};
-	Datum		values[5];
+	float	  **vectors = palloc(sizeof(float *) * Max(b->n, 1));
 
 	for (int i = 0; i < b->n; i++)
 	{
-		Datum	   *elems = palloc(sizeof(Datum) * dims);
-
-		values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
-		values[1] = Int32GetDatum(b->chunk[i]);
-		tvdb_exec("SELECT content FROM upload_pipeline.document_chunks WHERE document_id = $1 AND chunk_index = $2",
-			 2, types, values, NULL);
-		if (SPI_processed != 1)
-			continue;
-		{
-			char	   *content = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			tvdb_mock_embed(content, strlen(content), v, dims);
-		}
-		for (int d = 0; d < dims; d++)
-			elems[d] = Float4GetDatum(v[d]);
-		values[2] = PointerGetDatum(construct_array(elems, dims, FLOAT4OID, 4, true, TYPALIGN_INT));
-		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $3 "
-			 "WHERE document_id = $1 AND chunk_index = $2", 3, types, values, NULL);
-		pfree(elems);
+		vectors[i] = palloc(sizeof(float) * dims);
+		tvdb_mock_embed(b->texts[i], strlen(b->texts[i]), vectors[i], dims);
 	}
-	values[3] = CStringGetTextDatum(b->owner);
-	values[4] = tvdb_uuid_array(b->jobs, b->n);
-	tvdb_exec("SELECT tvdb._record_usage('mock', 'embeddings', NULL, ARRAY(SELECT DISTINCT unnest($1)), 200, 0, "
-		 "inputs => cardinality($1))", 1, &types[4], &values[4], NULL);
-	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $1) FROM (SELECT DISTINCT unnest($2) AS j) s",
-		 2, &types[3], &values[3], NULL);
+	store_vectors(b, vectors, dims, "mock", 200, 0, -1, 0);
 }
 
 int
-tvdb_dispatch_embeddings(const char *owner, bool mock, int capacity)
+tvdb_dispatch_embeddings(const char *owner, bool mock)
 {
-	EmbedClaim e = {owner, NIL};
+	EmbedClaim e = {owner, mock, NIL};
 	ListCell   *lc;
 	int			started = 0;
 

@@ -257,7 +257,7 @@ tvdb_stages_dispatch(const char *owner)
 	}
 	if (mock || (can_call && room > 0))
 	{
-		n = tvdb_dispatch_embeddings(owner, mock, room);
+		n = tvdb_dispatch_embeddings(owner, mock);
 		room -= mock ? 0 : n;
 		more |= n > 0 && mock;
 	}

@@ -71,6 +71,6 @@ extern void tvdb_poll_row(int row, void *arg);
 extern void tvdb_mock_parse_job(void *arg);
 
 /* embed.c */
-extern int	tvdb_dispatch_embeddings(const char *owner, bool mock, int capacity);
+extern int	tvdb_dispatch_embeddings(const char *owner, bool mock);
 
 #endif							/* TVDB_STAGES_H */
