@@ -247,6 +247,18 @@ utf8_ceil(const char *t, size_t lo, size_t p, size_t hi)
 	return q == p ? p : q + utf8_char_len(t, q, hi);
 }
 
+/*
+ * The last resort: cut at the character boundary at or before limit, or
+ * after one whole character when that would make no progress.
+ */
+static size_t
+char_cut(const char *t, size_t pos, size_t limit, size_t hi)
+{
+	size_t		cut = utf8_floor(t, pos, limit, hi);
+
+	return cut > pos ? cut : pos + utf8_char_len(t, pos, hi);
+}
+
 /* Does t[lo..k) end in '.', '!' or '?', maybe then closing marks? */
 static bool
 ends_sentence(const char *t, size_t lo, size_t k)
@@ -694,11 +706,7 @@ split_text(Chunker *c, size_t s, size_t e, size_t budget, UnitKind kind)
 			if (cut == 0)
 				cut = word_cut(t, pos, limit);
 			if (cut == 0)
-			{
-				cut = utf8_floor(t, pos, limit, e);
-				if (cut <= pos)
-					cut = pos + utf8_char_len(t, pos, e);
-			}
+				cut = char_cut(t, pos, limit, e);
 			next = cut;
 		}
 		pe = cut;
@@ -758,11 +766,7 @@ split_lines(Chunker *c, size_t s, size_t e, const char *hdr, size_t hlen,
 
 			end = word_cut(t, pos, limit);
 			if (end == 0)
-			{
-				end = utf8_floor(t, pos, limit, e);
-				if (end <= pos)
-					end = pos + utf8_char_len(t, pos, e);
-			}
+				end = char_cut(t, pos, limit, e);
 			next = end;
 		}
 
