@@ -25,26 +25,71 @@ PG_FUNCTION_INFO_V1(tvdb_record_event);
 #define NOTIFY_CHANNEL "tvdb_jobs"
 
 /*
- * The detail tvdb.transition() wants in the event payload.  Set just around
- * its UPDATE and matched by job_id, so a change made any other way (or to
- * another job by a user trigger) never picks it up.
+ * The details tvdb.transition() and the worker's batch moves want in the
+ * event payloads, one per job, sorted by job id.  Set just around their
+ * UPDATE and matched by job_id, so a change made any other way (or to
+ * another job by a user trigger) never picks one up.
  */
-static bool pending_set = false;
-static pg_uuid_t pending_job;
-static Datum pending_detail;
+typedef struct PendingDetail
+{
+	pg_uuid_t	job;
+	Datum		detail;
+} PendingDetail;
+
+static PendingDetail *pending = NULL;
+static int	n_pending = 0;
+
+static int
+pending_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const PendingDetail *) a)->job, &((const PendingDetail *) b)->job, sizeof(pg_uuid_t));
+}
+
+/* details[i] (a jsonb, or 0 for none) goes with jobs[i]; both stay the caller's until cleared */
+void
+tvdb_set_pending_details(const Datum *jobs, const Datum *details, int n)
+{
+	PendingDetail *p = palloc(sizeof(PendingDetail) * Max(n, 1));
+	int			k = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (details[i] == (Datum) 0)
+			continue;
+		memcpy(&p[k].job, DatumGetUUIDP(jobs[i]), sizeof(pg_uuid_t));
+		p[k++].detail = details[i];
+	}
+	qsort(p, k, sizeof(PendingDetail), pending_cmp);
+	pending = p;
+	n_pending = k;
+}
 
 void
 tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb)
 {
-	memcpy(&pending_job, DatumGetUUIDP(job_id), sizeof(pg_uuid_t));
-	pending_detail = detail_jsonb;
-	pending_set = true;
+	tvdb_set_pending_details(&job_id, &detail_jsonb, 1);
 }
 
 void
 tvdb_clear_pending_detail(void)
 {
-	pending_set = false;
+	if (pending)
+		pfree(pending);
+	pending = NULL;
+	n_pending = 0;
+}
+
+static Datum
+pending_detail_for(Datum job_id)
+{
+	PendingDetail key;
+	PendingDetail *hit;
+
+	if (n_pending == 0)
+		return (Datum) 0;
+	memcpy(&key.job, DatumGetUUIDP(job_id), sizeof(pg_uuid_t));
+	hit = bsearch(&key, pending, n_pending, sizeof(PendingDetail), pending_cmp);
+	return hit ? hit->detail : (Datum) 0;
 }
 
 static SPIPlanPtr insert_plan = NULL;
@@ -156,10 +201,8 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 	args[2] = CStringGetTextDatum(edge->type);
 	args[3] = CStringGetTextDatum(edge->severity);
 	args[4] = CStringGetTextDatum(edge->code);
-	if (pending_set && !isnull &&
-		memcmp(&pending_job, DatumGetUUIDP(job_id), sizeof(pg_uuid_t)) == 0)
-		args[5] = pending_detail;
-	else
+	args[5] = isnull ? (Datum) 0 : pending_detail_for(job_id);
+	if (args[5] == (Datum) 0)
 		args[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
 	args[6] = column(td, newtuple, "correlation_id", &isnull);
 	nulls[6] = isnull ? 'n' : ' ';

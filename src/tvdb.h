@@ -58,8 +58,9 @@ extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
 extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
 extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 
-/* events.c: detail handed from tvdb.transition() to the event trigger */
+/* events.c: details handed from tvdb.transition() and batch moves to the event trigger */
 extern void tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb);
+extern void tvdb_set_pending_details(const Datum *jobs, const Datum *details, int n);
 extern void tvdb_clear_pending_detail(void);
 
 /* hmac.c */

@@ -96,27 +96,22 @@ END
 $$;
 
 -- Move a leased job; false (and nothing written) if the lease was lost or
--- the job moved meanwhile (a webhook got there first).
+-- the job moved meanwhile (a webhook got there first).  In C (src/advance.c):
+-- one UPDATE, whose triggers check the edge and write the event.
 CREATE FUNCTION tvdb._advance(job uuid, owner text, from_status text, to_status text,
                               detail jsonb DEFAULT '{}', keep_lease boolean DEFAULT false)
-    RETURNS boolean LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM 1 FROM upload_pipeline.upload_jobs u
-    WHERE u.job_id = job AND u.lease_owner = owner AND u.status = from_status FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM tvdb.transition(job, to_status, detail, from_status);
-    -- A new status starts with no wait of its own (a new parse job sets one after).
-    UPDATE upload_pipeline.upload_jobs u
-    SET next_poll_at = CASE WHEN to_status = 'parse_queued' THEN u.next_poll_at END,
-        lease_owner = CASE WHEN keep_lease THEN u.lease_owner END,
-        lease_expires_at = CASE WHEN keep_lease THEN u.lease_expires_at END
-    WHERE u.job_id = job;
-    RETURN true;
-END
-$$;
+    RETURNS boolean AS 'MODULE_PATHNAME', 'tvdb_advance' LANGUAGE C;
+
+-- The same for a batch of jobs in one UPDATE, details[i] for jobs[i]: the
+-- ids of the jobs that moved.
+CREATE FUNCTION tvdb._advance_all(jobs uuid[], owner text, from_status text, to_status text,
+                                  details jsonb[] DEFAULT NULL, keep_lease boolean DEFAULT false)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_all' LANGUAGE C;
+
+-- Claim up to n due, unleased jobs in from_status (SKIP LOCKED) and move
+-- them to to_status under a new lease, in one UPDATE: the ids taken.
+CREATE FUNCTION tvdb._take(from_status text, to_status text, owner text, n integer, lease_seconds integer)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_take' LANGUAGE C;
 
 CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, job_ids uuid[],
                                    http_status integer, latency_ms double precision,
@@ -193,6 +188,8 @@ $$;
 REVOKE ALL ON FUNCTION tvdb._claim(text, text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._release(uuid, text, interval, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
                                           integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;

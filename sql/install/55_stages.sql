@@ -273,6 +273,8 @@ END
 $$;
 
 COMMENT ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) IS 'internal (worker): move a leased job; false if the lease was lost or the job moved';
+COMMENT ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) IS 'internal (worker): move a batch of leased jobs in one statement; the ids that moved';
+COMMENT ON FUNCTION tvdb._take(text, text, text, integer, integer) IS 'internal (worker): claim due jobs and move them under a new lease in one statement';
 COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint) IS 'internal (worker): retry a transient failure with backoff, else fail the stage';
 COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';

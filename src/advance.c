@@ -1,0 +1,226 @@
+/*
+ * advance.c — the worker's status changes, one UPDATE for a whole batch of
+ * jobs: the C triggers still check every edge and write every event (with
+ * each job's own detail), but a batch costs one statement, not a PL/pgSQL
+ * call, a locking read and two updates per job.
+ *
+ *   tvdb._advance(job, owner, from, to, detail, keep_lease) -> boolean
+ *   tvdb._advance_all(jobs[], owner, from, to, details[], keep_lease) -> uuid[]
+ *   tvdb._take(from, to, owner, n, lease_seconds) -> uuid[]
+ *
+ * A job moves only while it is still in `from` and leased to `owner`;
+ * the others are left alone (the lease was lost, or a webhook moved the job
+ * first).  _take claims due, unleased jobs and moves them in one statement.
+ */
+#include "tvdb.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(tvdb_advance);
+PG_FUNCTION_INFO_V1(tvdb_advance_all);
+PG_FUNCTION_INFO_V1(tvdb_take);
+
+/*
+ * A new status starts with no wait of its own (a new parse job sets one
+ * after), and a failure with an error records it as the job's last error.
+ */
+#define MOVE_SET \
+	"SET status = $4," \
+	" last_error = CASE WHEN $4 LIKE 'failed\\_%' AND d.detail ? 'error'" \
+	"                   THEN d.detail->>'error' ELSE u.last_error END," \
+	" next_poll_at = CASE WHEN $4 = 'parse_queued' THEN u.next_poll_at END," \
+	" lease_owner = CASE WHEN $6 THEN u.lease_owner END," \
+	" lease_expires_at = CASE WHEN $6 THEN u.lease_expires_at END "
+
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "tvdb could not prepare (%s): %s", SPI_result_code_string(SPI_result), sql);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+static void
+check_status_name(text *name)
+{
+	(void) tvdb_status_parse(text_to_cstring(name));	/* errors if unknown */
+}
+
+/* The moved jobs' ids, as a uuid[] in the caller's memory context. */
+static Datum
+moved_ids(MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Datum	   *ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	ArrayType  *a;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+		memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+		ids[i] = UUIDPGetDatum(u);
+	}
+	a = construct_array(ids, (int) SPI_processed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(a);
+}
+
+/*
+ * Move jobs[i] (with details[i], NULL = none) from `from` to `to` if still
+ * leased to owner; leaves the moved ids in SPI_tuptable.
+ */
+static void
+move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, bool keep_lease)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {UUIDARRAYOID, TEXTOID, TEXTOID, TEXTOID, JSONBARRAYOID, BOOLOID};
+	Datum		args[6];
+	char		nulls[6] = "      ";
+	Datum	   *job_d;
+	Datum	   *detail_d = NULL;
+	bool	   *detail_null = NULL;
+	int			n;
+	int			nd = 0;
+	volatile int rc = 0;
+
+	check_status_name(from);
+	check_status_name(to);
+	deconstruct_array(jobs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
+	if (details != NULL)
+	{
+		deconstruct_array(details, JSONBOID, -1, false, TYPALIGN_INT, &detail_d, &detail_null, &nd);
+		if (nd != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("%d details for %d jobs", nd, n),
+					 errhint("Pass one detail per job, or none.")));
+		for (int i = 0; i < n; i++)
+			if (detail_null[i])
+				detail_d[i] = (Datum) 0;
+	}
+	args[0] = PointerGetDatum(jobs);
+	args[1] = PointerGetDatum(owner);
+	args[2] = PointerGetDatum(from);
+	args[3] = PointerGetDatum(to);
+	args[4] = details ? PointerGetDatum(details) : (Datum) 0;
+	nulls[4] = details ? ' ' : 'n';
+	args[5] = BoolGetDatum(keep_lease);
+
+	kept_plan(&plan,
+			  "UPDATE upload_pipeline.upload_jobs u " MOVE_SET
+			  "FROM unnest($1, coalesce($5, '{}')) AS d(job_id, detail) "
+			  "WHERE u.job_id = d.job_id AND u.lease_owner = $2 AND u.status = $3 "
+			  "RETURNING u.job_id",
+			  6, types);
+	if (detail_d)
+		tvdb_set_pending_details(job_d, detail_d, n);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		tvdb_clear_pending_detail();
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "job update failed: %s", SPI_result_code_string(rc));
+}
+
+Datum
+tvdb_advance(PG_FUNCTION_ARGS)
+{
+	Datum		job = PG_GETARG_DATUM(0);
+	Datum		detail = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	ArrayType  *details = NULL;
+	bool		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_BOOL(false);
+	if (detail)
+		details = construct_array(&detail, 1, JSONBOID, -1, false, TYPALIGN_INT);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	move(construct_array(&job, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), details,
+		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+	moved = SPI_processed == 1;
+	SPI_finish();
+	PG_RETURN_BOOL(moved);
+}
+
+Datum
+tvdb_advance_all(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	move(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
+		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+	moved = moved_ids(cxt);
+	SPI_finish();
+	PG_RETURN_DATUM(moved);
+}
+
+/*
+ * Claim up to n due jobs in `from` that nobody holds (SKIP LOCKED, as
+ * _claim) and move them to `to` under a new lease, in one statement.
+ */
+Datum
+tvdb_take(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		args[5];
+	Datum		moved;
+	int			rc;
+
+	for (int i = 0; i < 5; i++)
+	{
+		if (PG_ARGISNULL(i))
+			PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+		args[i] = PG_GETARG_DATUM(i);
+	}
+	check_status_name(PG_GETARG_TEXT_PP(0));
+	check_status_name(PG_GETARG_TEXT_PP(1));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	kept_plan(&plan,
+			  "UPDATE upload_pipeline.upload_jobs u "
+			  "SET status = $2, next_poll_at = NULL, lease_owner = $3,"
+			  " lease_expires_at = now() + make_interval(secs => $5) "
+			  "WHERE u.job_id IN (SELECT c.job_id FROM upload_pipeline.upload_jobs c"
+			  "                   WHERE c.status = $1"
+			  "                     AND (c.next_poll_at IS NULL OR c.next_poll_at <= now())"
+			  "                     AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())"
+			  "                   ORDER BY c.next_poll_at NULLS FIRST"
+			  "                   LIMIT $4 FOR UPDATE SKIP LOCKED) "
+			  "RETURNING u.job_id",
+			  5, types);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "job claim failed: %s", SPI_result_code_string(rc));
+	moved = moved_ids(cxt);
+	SPI_finish();
+	PG_RETURN_DATUM(moved);
+}
