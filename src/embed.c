@@ -121,9 +121,7 @@ embed_claim(void *arg)
 
 	/* Only the jobs claimed now: others of ours may have requests in flight. */
 	values[0] = CStringGetTextDatum("embedding_queued");
-	tvdb_exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id) "
-		 "WHERE tvdb._advance(c.id, $2, 'embedding_queued', 'embedding_in_progress', '{}', true)",
-		 4, types, values, NULL);
+	tvdb_exec("SELECT unnest(tvdb._take($1, 'embedding_in_progress', $2, $3, $4))", 4, types, values, NULL);
 	claimed = collect_ids(&nclaimed, NULL, 0);
 	values[0] = CStringGetTextDatum("embedding_in_progress");
 	tvdb_exec("SELECT c.id FROM tvdb._claim($1, $2, $3, $4) AS c(id)", 4, types, values, NULL);
@@ -195,11 +193,9 @@ finish_claimed(void *arg)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(owner)};
 
-	tvdb_exec("SELECT tvdb._finish_embedding(j.job_id, $1) FROM upload_pipeline.upload_jobs j "
-		 "WHERE j.lease_owner = $1 AND j.status = 'embedding_in_progress' "
-		 "AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c "
-		 "                WHERE c.job_id = j.job_id AND c.embedding IS NULL)",
-		 1, types, values, NULL);
+	tvdb_exec("SELECT tvdb._finish_embeddings(ARRAY(SELECT j.job_id FROM upload_pipeline.upload_jobs j "
+			  "WHERE j.lease_owner = $1 AND j.status = 'embedding_in_progress'), $1)",
+			  1, types, values, NULL);
 }
 
 static void record_embedding_error(Batch *b, TvdbHttp *req);
@@ -218,26 +214,33 @@ static void
 store_vectors(Batch *b, float **vectors, int dims, const char *service, int http_status,
 			  double latency_ms, long prompt_tokens, double usd_per_mtok)
 {
-	Oid			types[4] = {FLOAT4ARRAYOID, UUIDOID, INT4OID, UUIDOID};
-	Datum		values[4];
-	Datum	   *elems = palloc(sizeof(Datum) * dims);
+	Oid			types[5] = {FLOAT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4OID};
+	Datum		values[5];
+	Datum	   *elems = palloc_extended(sizeof(Datum) * (Size) b->n * dims, MCXT_ALLOC_HUGE);
+	Datum	   *idx = palloc(sizeof(Datum) * Max(b->n, 1));
 	Oid			utypes[7] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID};
 	Datum		uvalues[7];
 	char		unulls[7] = "       ";
 
+	/* all vectors in one flat real[], input i at [i * dims + 1 : (i + 1) * dims] */
 	for (int i = 0; i < b->n; i++)
 	{
 		for (int d = 0; d < dims; d++)
-			elems[d] = Float4GetDatum(vectors[i][d]);
-		values[0] = PointerGetDatum(construct_array(elems, dims, FLOAT4OID, 4, true, TYPALIGN_INT));
-		values[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->docs[i]));
-		values[2] = Int32GetDatum(b->chunk[i]);
-		values[3] = DirectFunctionCall1(uuid_in, CStringGetDatum(b->jobs[i]));
-		tvdb_exec("UPDATE upload_pipeline.document_chunks SET embedding = $1 "
-				  "WHERE document_id = $2 AND chunk_index = $3 AND job_id = $4", 4, types, values, NULL);
-		pfree(DatumGetPointer(values[0]));
+			elems[(Size) i * dims + d] = Float4GetDatum(vectors[i][d]);
+		idx[i] = Int32GetDatum(b->chunk[i]);
 	}
-	uvalues[0] = tvdb_uuid_array(b->jobs, b->n);
+	values[0] = PointerGetDatum(construct_array(elems, b->n * dims, FLOAT4OID, 4, true, TYPALIGN_INT));
+	values[1] = tvdb_uuid_array(b->docs, b->n);
+	values[2] = PointerGetDatum(construct_array(idx, b->n, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = tvdb_uuid_array(b->jobs, b->n);
+	values[4] = Int32GetDatum(dims);
+	tvdb_exec("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5] "
+			  "FROM unnest($2, $3, $4) WITH ORDINALITY AS v(doc, idx, job, i) "
+			  "WHERE c.document_id = v.doc AND c.chunk_index = v.idx AND c.job_id = v.job",
+			  5, types, values, NULL);
+	pfree(DatumGetPointer(values[0]));
+	pfree(elems);
+	uvalues[0] = values[3];
 	uvalues[1] = Int32GetDatum(http_status);
 	uvalues[2] = Float8GetDatum(latency_ms);
 	uvalues[3] = Int32GetDatum(b->n);
@@ -250,8 +253,7 @@ store_vectors(Batch *b, float **vectors, int dims, const char *service, int http
 			  7, utypes, uvalues, unulls);
 	uvalues[1] = CStringGetTextDatum(b->owner);
 	utypes[1] = TEXTOID;
-	tvdb_exec("SELECT tvdb._finish_embedding(s.j, $2) FROM (SELECT DISTINCT unnest($1) AS j) s",
-			  2, utypes, uvalues, NULL);
+	tvdb_exec("SELECT tvdb._finish_embeddings($1, $2)", 2, utypes, uvalues, NULL);
 }
 
 /*

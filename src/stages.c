@@ -24,7 +24,6 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "chunker.h"
 
 /* The lease is given back with a backoff when recording itself failed. */
 void
@@ -115,86 +114,6 @@ claim_requests(const char *status, const char *owner, int n, const char *select,
 	return started;
 }
 
-static void
-tvdb_chunk_job(void *arg)
-{
-	Local	   *l = arg;
-	Oid			types[2] = {UUIDOID, TEXTOID};
-	Datum		values[2] = {DirectFunctionCall1(uuid_in, CStringGetDatum(l->task->job)),
-	CStringGetTextDatum(l->task->owner)};
-	TvdbChunkOptions opt = {tvdb_chunk_target_tokens,
-		Min(tvdb_chunk_overlap_tokens, tvdb_chunk_target_tokens / 2),
-		8192, tvdb_chunk_bytes_per_token};
-	TvdbChunkList list = {NULL, 0};
-	const char *err = NULL;
-	bool		isnull;
-	text	   *md;
-
-	/* parsed -> chunking is its own step, so a crash mid-way is visible */
-	tvdb_exec("SELECT tvdb._advance($1, $2, 'parsed', 'chunking', '{}', true)", 2, types, values, NULL);
-	tvdb_exec("SELECT b.content FROM upload_pipeline.upload_jobs j "
-		 "JOIN upload_pipeline.blobs b ON b.path = j.parsed_path "
-		 "WHERE j.job_id = $1 AND j.lease_owner = $2 AND j.status = 'chunking'",
-		 2, types, values, NULL);
-	if (SPI_processed != 1)
-	{
-		l->outcome = "lost";
-		return;
-	}
-	md = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (tvdb_chunk_markdown(VARDATA_ANY(md), VARSIZE_ANY_EXHDR(md), &opt, &list, &err) != 0)
-	{
-		Datum		v3[3] = {values[0], values[1],
-		CStringGetTextDatum(psprintf("chunker: %s", err ? err : "failed"))};
-		Oid			t3[3] = {UUIDOID, TEXTOID, TEXTOID};
-
-		tvdb_exec("SELECT tvdb._advance($1, $2, 'chunking', 'failed_chunking', jsonb_build_object('error', $3::text))",
-			 3, t3, v3, NULL);
-		l->outcome = "failed";
-		return;
-	}
-	PG_TRY();
-	{
-		Oid			it[5] = {UUIDOID, INT4OID, TEXTOID, INT4OID, TEXTARRAYOID};
-
-		tvdb_exec("SELECT tvdb._clear_chunks($1)", 1, types, values, NULL);
-		for (int i = 0; i < list.n; i++)
-		{
-			TvdbChunk  *ch = &list.chunks[i];
-			Datum	   *heads = palloc(sizeof(Datum) * Max(ch->n_headings, 1));
-			Datum		iv[5];
-
-			for (int h = 0; h < ch->n_headings; h++)
-				heads[h] = CStringGetTextDatum(ch->heading_path[h]);
-			iv[0] = values[0];
-			iv[1] = Int32GetDatum(i);
-			iv[2] = PointerGetDatum(cstring_to_text_with_len(ch->text, ch->len));
-			iv[3] = Int32GetDatum(ch->token_estimate);
-			iv[4] = PointerGetDatum(construct_array(heads, ch->n_headings, TEXTOID, -1, false, TYPALIGN_INT));
-			tvdb_exec("INSERT INTO upload_pipeline.document_chunks "
-				 "(document_id, job_id, chunk_index, content, token_estimate, sha256, heading_path) "
-				 "SELECT j.document_id, j.job_id, $2, $3, $4, encode(sha256(convert_to($3, 'UTF8')), 'hex'), $5 "
-				 "FROM upload_pipeline.upload_jobs j WHERE j.job_id = $1",
-				 5, it, iv, NULL);
-		}
-	}
-	PG_FINALLY();
-	{
-		tvdb_chunk_list_free(&list);
-	}
-	PG_END_TRY();
-	{
-		Datum		v3[3] = {values[0], values[1],
-		CStringGetTextDatum(psprintf("{\"chunks\": %d}", list.n))};
-		Oid			t3[3] = {UUIDOID, TEXTOID, TEXTOID};
-
-		tvdb_exec("SELECT tvdb._advance($1, $2, 'chunking', 'chunks_stored', $3::jsonb, true)",
-			 3, t3, v3, NULL);
-	}
-	tvdb_exec("SELECT tvdb._advance($1, $2, 'chunks_stored', 'embedding_queued')", 2, types, values, NULL);
-	l->outcome = "done";
-}
-
 static int
 run_local(const char *status, const char *owner, void (*fn) (void *), const char *what)
 {
@@ -215,6 +134,20 @@ run_local(const char *status, const char *owner, void (*fn) (void *), const char
 	n = p->ntasks;
 	pfree(p);
 	return n;
+}
+
+/*
+ * Chunk parsed jobs, a batch in one transaction; if that fails, one job per
+ * transaction, so that only the job at fault is held back (with a backoff).
+ */
+static int
+chunk_parsed(const char *owner)
+{
+	ChunkBatch	c = {owner, (Datum) 0, CHUNK_BATCH, 0};
+
+	if (tvdb_in_xact("tvdb: chunking", tvdb_chunk_batch, &c))
+		return c.taken;
+	return run_local("parsed", owner, tvdb_chunk_leased, "tvdb: chunking");
 }
 
 static bool warned_keys = false;
@@ -245,12 +178,12 @@ tvdb_stages_dispatch(const char *owner)
 		warned_keys = false;
 
 	/* Downstream first: finishing documents matters more than starting new ones. */
-	n = run_local("parsed", owner, tvdb_chunk_job, "tvdb: chunking");
-	more |= n == LOCAL_BATCH;
-	/* only a crash leaves jobs in chunking: look for them now and then, not every pass */
+	n = chunk_parsed(owner);
+	more |= n == CHUNK_BATCH;
+	/* only an older version's crash leaves jobs in chunking: look now and then, not every pass */
 	if (TimestampDifferenceExceeds(last_chunking_check, GetCurrentTimestamp(), 5000))
 	{
-		n = run_local("chunking", owner, tvdb_chunk_job, "tvdb: chunking");
+		n = run_local("chunking", owner, tvdb_chunk_leased, "tvdb: chunking");
 		more |= n == LOCAL_BATCH;
 		if (n < LOCAL_BATCH)
 			last_chunking_check = GetCurrentTimestamp();

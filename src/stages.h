@@ -11,6 +11,8 @@
 
 /* How many jobs one pass claims for local work (chunking, mock stages). */
 #define LOCAL_BATCH 16
+/* How many parsed jobs one chunking transaction takes. */
+#define CHUNK_BATCH 64
 #define UUID_TEXT_LEN 36
 
 typedef struct Task
@@ -48,6 +50,15 @@ typedef struct Local
 	char	   *outcome;
 } Local;
 
+/* A batch of chunking: the given jobs (a uuid[]), or up to limit taken now. */
+typedef struct ChunkBatch
+{
+	const char *owner;
+	Datum		ids;
+	int			limit;
+	int			taken;
+} ChunkBatch;
+
 /* xact.c */
 extern void tvdb_begin_xact(const char *what);
 extern void tvdb_commit_xact(void);
@@ -64,6 +75,10 @@ extern Datum tvdb_uuid_array(char **items, int n);
 extern Task *tvdb_new_task(const char *owner);
 extern void tvdb_free_task(Task *t);
 extern void tvdb_release_after_error(void *arg);
+
+/* chunking.c */
+extern void tvdb_chunk_batch(void *arg);
+extern void tvdb_chunk_leased(void *arg);
 
 /* parse.c */
 extern void tvdb_upload_row(int row, void *arg);

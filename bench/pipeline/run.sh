@@ -27,6 +27,7 @@
 #   installed tvdb) PROBE_ROUNDS=30 STALL_S=90 (no progress for that long = broken)
 #   PGSS=0 (1: also load pg_stat_statements with track = all and print the worker's
 #   costliest statements, nested ones included, after each run; adds some overhead).
+#   PERF=0 (1: profile the worker with perf during phase 2 and print where its CPU went).
 # Needs: PostgreSQL 15 server + dev files, libcurl dev, libcmark-gfm dev (see
 # scripts/common.sh), python3 (3.8+, stdlib only), curl.  Runs PostgreSQL as
 # the postgres user when started as root.
@@ -39,7 +40,7 @@ export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
 export PATH="$PGBIN:$PATH"   # psql and friends of the same installation
 N1=${N1:-1000}
-INFLIGHT=${INFLIGHT:-"64 256"}
+INFLIGHT=${INFLIGHT-"64 256"}   # empty: skip phase 1
 PARSE_LATENCY=${PARSE_LATENCY:-2}
 EMBED_LATENCY=${EMBED_LATENCY:-0.05}
 POLL_MIN_MS=${POLL_MIN_MS:-250}
@@ -53,6 +54,7 @@ BUILD=${BUILD:-1}
 PROBE_ROUNDS=${PROBE_ROUNDS:-30}
 STALL_S=${STALL_S:-90}
 PGSS=${PGSS:-0}
+PERF=${PERF:-0}
 DB=tvdb_bench
 TERMINAL="'complete', 'failed_parse', 'failed_chunking', 'failed_embedding'"
 ORDER="ARRAY['uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored', 'embedding_queued',
@@ -360,7 +362,16 @@ clear_tables
 reset_fakes
 load0=$(loadavg); w0=$(ticks "$WPID"); rq0=$(runq_ns "$WPID"); l0=$(ticks "$LP_PID"); o0=$(ticks "$OA_PID")
 t0=$(upload_docs p2 1 "$N2")
+perfdata=""
+if [ "$PERF" = 1 ]; then
+    perfdata=$(mktemp /tmp/tvdb-perf.XXXXXX)
+    perf record -q -g -p "$WPID" -o "$perfdata" >/dev/null 2>&1 &
+    PERF_PID=$!
+fi
 wait_settled || broke=1
+if [ -n "$perfdata" ]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true
+fi
 w1=$(ticks "$WPID"); rq1=$(runq_ns "$WPID"); l1=$(ticks "$LP_PID"); o1=$(ticks "$OA_PID"); load1=$(loadavg)
 check_worker
 check_complete "$N2" || true
@@ -380,6 +391,14 @@ echo "  RESULT no latency: $N2 documents in $P2_WALL s = $P2_RATE documents/s th
      "the worker was runnable but waiting for a CPU $(calc "round(($rq1-$rq0)/1e9/$P2_WALL*100)")% of the wall time"
 echo "  worker busy (on a CPU or waiting for one): $(calc "round((($w1-$w0)/$CLK_TCK + ($rq1-$rq0)/1e9)/$P2_WALL*100)")% of the wall time"
 report "$t0" "$tend" "$N2"
+if [ -n "$perfdata" ]; then
+    echo "  -- perf: the worker during phase 2, by shared object and by symbol (self time)"
+    perf report -i "$perfdata" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8 | sed 's/^/  /' || true
+    perf report -i "$perfdata" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40 | sed 's/^/  /' || true
+    echo "  -- perf: including callees, by symbol"
+    perf report -i "$perfdata" --children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -60 | sed 's/^/  /' || true
+    rm -f "$perfdata"
+fi
 
 # ---------------------------------------------------------------- phase 3
 echo

@@ -156,32 +156,27 @@ BEGIN
 END
 $$;
 
--- Chunks replace the document's previous ones: re-chunking never duplicates.
-CREATE FUNCTION tvdb._clear_chunks(job uuid) RETURNS void LANGUAGE plpgsql
-AS $$
-BEGIN
-    DELETE FROM upload_pipeline.document_chunks c
-    USING upload_pipeline.upload_jobs j
-    WHERE j.job_id = job AND c.document_id = j.document_id;
-END
-$$;
-
--- When every chunk of a leased embedding job has its vector: finish it.
-CREATE FUNCTION tvdb._finish_embedding(job uuid, owner text) RETURNS boolean
+-- Finish the jobs of a batch whose chunks all have their vectors:
+-- embedding_in_progress -> embeddings_stored -> complete, each step for the
+-- whole batch in one statement.  The number of jobs completed.
+CREATE FUNCTION tvdb._finish_embeddings(jobs uuid[], owner text) RETURNS integer
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    n_chunks integer;
+    ready uuid[];
+    details jsonb[];
 BEGIN
-    IF EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c WHERE c.job_id = job AND c.embedding IS NULL) THEN
-        RETURN false;
+    SELECT array_agg(u.j), array_agg(jsonb_build_object('chunks',
+               (SELECT count(*) FROM upload_pipeline.document_chunks c WHERE c.job_id = u.j)))
+    INTO ready, details
+    FROM (SELECT DISTINCT unnest(jobs) AS j) u
+    WHERE NOT EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c
+                      WHERE c.job_id = u.j AND c.embedding IS NULL);
+    IF ready IS NULL THEN
+        RETURN 0;
     END IF;
-    SELECT count(*) INTO n_chunks FROM upload_pipeline.document_chunks c WHERE c.job_id = job;
-    IF NOT tvdb._advance(job, owner, 'embedding_in_progress', 'embeddings_stored',
-                         jsonb_build_object('chunks', n_chunks), true) THEN
-        RETURN false;
-    END IF;
-    RETURN tvdb._advance(job, owner, 'embeddings_stored', 'complete');
+    ready := tvdb._advance_all(ready, owner, 'embedding_in_progress', 'embeddings_stored', details, true);
+    RETURN cardinality(tvdb._advance_all(ready, owner, 'embeddings_stored', 'complete'));
 END
 $$;
 
@@ -193,5 +188,4 @@ REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLI
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
                                           integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tvdb._clear_chunks(uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION tvdb._finish_embedding(uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._finish_embeddings(uuid[], text) FROM PUBLIC;

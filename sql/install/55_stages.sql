@@ -236,9 +236,7 @@ BEGIN
                  LATERAL (SELECT (d.value ->> 'index')::integer + 1 AS i) ix
             WHERE c.document_id = documents[ix.i] AND c.chunk_index = chunks[ix.i]
               AND c.job_id = jobs[ix.i];
-            FOREACH job IN ARRAY all_jobs LOOP
-                PERFORM tvdb._finish_embedding(job, owner);
-            END LOOP;
+            PERFORM tvdb._finish_embeddings(all_jobs, owner);
             RETURN 'done';
         END IF;
         msg := 'OpenAI answer does not match the request: ' || bad;
@@ -278,10 +276,9 @@ COMMENT ON FUNCTION tvdb._take(text, text, text, integer, integer) IS 'internal 
 COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint) IS 'internal (worker): retry a transient failure with backoff, else fail the stage';
 COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
-COMMENT ON FUNCTION tvdb._clear_chunks(uuid) IS 'internal (worker): drop a document''s chunks before re-chunking';
 COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision) IS 'internal (worker): record an embeddings answer for a batch of chunks';
 COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';
-COMMENT ON FUNCTION tvdb._finish_embedding(uuid, text) IS 'internal (worker): complete a job once every chunk has its vector';
+COMMENT ON FUNCTION tvdb._finish_embeddings(uuid[], text) IS 'internal (worker): complete the jobs whose chunks all have their vectors';
 COMMENT ON FUNCTION tvdb._is_transient(integer) IS 'internal (worker): HTTP statuses worth retrying (0 = no answer)';
 COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
 COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
