@@ -122,7 +122,46 @@ SELECT tvdb._embeddings_received('regress', ARRAY[:'e2'::uuid], ARRAY[document_i
 FROM upload_pipeline.upload_jobs WHERE job_id = :'e2';
 SELECT pg_temp.state(:'e2');
 
+-- Batch moves (what the worker's chunking and embedding steps use): one
+-- UPDATE for all, each job with its own event detail; a job leased to
+-- somebody else, or already elsewhere, is left alone and not returned.
+SELECT pg_temp.leased_job('b1.md') AS b1, pg_temp.leased_job('b2.md') AS b2,
+       pg_temp.leased_job('b3.md') AS b3 \gset
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'another worker' WHERE job_id = :'b3';
+SELECT cardinality(tvdb._advance_all(ARRAY[:'b1', :'b2', :'b3']::uuid[], 'regress', 'uploaded', 'parse_queued',
+                                     ARRAY['{"parse_job_id": "pj-b1"}', '{"parse_job_id": "pj-b2"}', '{}']::jsonb[], true)) AS moved;
+SELECT d.filename, pg_temp.state(j.job_id), e.payload
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+LEFT JOIN upload_pipeline.events e ON e.job_id = j.job_id AND e.to_status = 'parse_queued'
+WHERE d.filename IN ('b1.md', 'b2.md', 'b3.md') ORDER BY 1;
+-- A failure with an error becomes the job's last error; without details the payload is {}.
+SELECT cardinality(tvdb._advance_all(ARRAY[:'b1']::uuid[], 'regress', 'parse_queued', 'failed_parse',
+                                     ARRAY['{"error": "LlamaParse job ERROR: bad pdf"}']::jsonb[])) AS failed,
+       cardinality(tvdb._advance_all(ARRAY[:'b2']::uuid[], 'regress', 'parse_queued', 'parsed')) AS parsed;
+SELECT pg_temp.state(:'b1') AS b1, pg_temp.state(:'b2') AS b2;
+SELECT to_status, payload FROM upload_pipeline.events WHERE job_id = :'b2' ORDER BY seq DESC LIMIT 1;
+SELECT tvdb._advance_all(ARRAY[:'b1']::uuid[], 'regress', 'uploaded', 'parse_queued', ARRAY['{}', '{}']::jsonb[]);
+-- An edge the state machine does not allow is refused by the trigger, as for anybody.
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'b2';
+SELECT tvdb._advance(:'b2', 'regress', 'parsed', 'complete');
+-- _take: due, unleased jobs only, moved under a new lease in the same statement.
+SELECT pg_temp.walk(:'b2', ARRAY['chunking', 'chunks_stored', 'embedding_queued']);
+UPDATE upload_pipeline.upload_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE job_id = :'b2';
+SELECT count(*) AS queued FROM upload_pipeline.upload_jobs WHERE status = 'embedding_queued';
+SELECT tvdb._take('embedding_queued', 'embedding_in_progress', 'regress', 10, 60) = ARRAY[:'b2']::uuid[] AS took_b2;
+SELECT tvdb._take('embedding_queued', 'embedding_in_progress', 'regress', 10, 60) = '{}' AS nothing_left;
+SELECT pg_temp.state(:'b2'), lease_expires_at > now() + interval '50 seconds' AS leased_60s
+FROM upload_pipeline.upload_jobs WHERE job_id = :'b2';
+SELECT tvdb._take('parsed', 'no such status', 'regress', 10, 60);
+
+-- _json_or_null: answers that are not JSON, or not what jsonb can hold, are NULL.
+SELECT tvdb._json_or_null('{"id": "pj-1"}') AS object, tvdb._json_or_null('{"id": ') IS NULL AS truncated,
+       tvdb._json_or_null('') IS NULL AS empty, tvdb._json_or_null('<html>') IS NULL AS html,
+       tvdb._json_or_null('"\u0000"') IS NULL AS nul_escape, tvdb._json_or_null('"\ud800"') IS NULL AS lone_surrogate,
+       tvdb._json_or_null('[1, "é"]') AS utf8;
+
 -- Leave the shared regression database as it was found (other files count jobs).
 DELETE FROM upload_pipeline.documents
 WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
-                   'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md');
+                   'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
+                   'b1.md', 'b2.md', 'b3.md');

@@ -40,7 +40,10 @@ export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=$("$PG_CONFIG" --bindir)
 export PATH="$PGBIN:$PATH"   # psql and friends of the same installation
 N1=${N1:-1000}
-INFLIGHT=${INFLIGHT-"64 256"}   # empty: skip phase 1
+INFLIGHT=${INFLIGHT-"64 256"}   # empty: skip phase 1 (polling)
+INFLIGHT_WH=${INFLIGHT_WH-"64"}  # empty: skip phase 1 with webhooks
+WH_POLL_MS=${WH_POLL_MS:-10000}
+WH_SECRET=bench-webhook-secret
 PARSE_LATENCY=${PARSE_LATENCY:-2}
 EMBED_LATENCY=${EMBED_LATENCY:-0.05}
 POLL_MIN_MS=${POLL_MIN_MS:-250}
@@ -126,6 +129,7 @@ as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale
     echo "log_min_messages = warning"
     echo "tvdb.database = '$DB'"
     echo "tvdb.workers = 1"
+    echo "tvdb.webhook_secrets = '$WH_SECRET'"
 } | as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/server.log" -w -t 60 start >/dev/null
 export PGHOST=$WORK PGPORT=$port PGUSER=postgres
@@ -172,6 +176,24 @@ echo "== settings: $(q "SELECT string_agg(name || '=' || current_setting(name), 
                        FROM pg_settings WHERE name IN ('tvdb.poll_interval_min', 'tvdb.poll_interval_max',
                        'tvdb.chunk_target_tokens', 'tvdb.embedding_batch_inputs', 'tvdb.embedding_model',
                        'tvdb.lease_seconds', 'shared_buffers')"), embedding dimensions $DIMS_EFF"
+
+# tvdb-webhookd, for phase 1 with webhooks, as a role that may only apply them
+WH_PID=""
+WH_URL=""
+if [ -n "$INFLIGHT_WH" ]; then
+    psql -X -q -d "$DB" -c "CREATE ROLE tvdb_bench_webhookd LOGIN" \
+         -c "GRANT USAGE ON SCHEMA tvdb TO tvdb_bench_webhookd" \
+         -c "GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb) TO tvdb_bench_webhookd"
+    wh_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    WH_URL=http://127.0.0.1:$wh_port
+    "$PGBIN/tvdb-webhookd" --listen 127.0.0.1 --port "$wh_port" --pool 4 \
+        --dsn "host=$WORK port=$port dbname=$DB user=tvdb_bench_webhookd" 2>"$WORK/webhookd.log" &
+    WH_PID=$!
+    FAKE_PIDS+=("$WH_PID")
+    for _ in $(seq 1 50); do curl -sf "$WH_URL/api/v1/webhooks/health" >/dev/null && break; sleep 0.1; done
+    curl -sf "$WH_URL/api/v1/webhooks/health" >/dev/null || { cat "$WORK/webhookd.log" >&2; die "tvdb-webhookd did not start"; }
+    echo "== tvdb-webhookd on $WH_URL (pool 4)"
+fi
 
 worker_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'tvdb worker' AND datname = '$DB'"; }
 WPID=""
@@ -302,13 +324,17 @@ print('%.3f %d' % (t, k))"
 read -r P_SCHED POLLS_SCHED < <(poll_schedule)
 
 declare -A P1_RATE P1_WALL P1_IDEAL P1_RATIO P1_IDEAL_SCHED
-for M in $INFLIGHT; do
+# phase1 <M> <poll|webhook>: with webhook, LlamaParse (the fake) pushes each
+# result, signed, to tvdb-webhookd as soon as it is parsed; polls are only a
+# safety net (every WH_POLL_MS).  Its ideal has no poll and no fetch.
+phase1() {
+    local M=$1 mode=$2 key="$1 $2"
     echo
-    echo "== phase 1: $N1 documents, parse latency ${PARSE_LATENCY} s, embedding latency ${EMBED_LATENCY} s, tvdb.max_inflight = $M"
+    echo "== phase 1 ($mode): $N1 documents, parse latency ${PARSE_LATENCY} s, embedding latency ${EMBED_LATENCY} s, tvdb.max_inflight = $M"
     psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.max_inflight = $M" -c "SELECT pg_reload_conf()" >/dev/null
     clear_tables
     # service times, with the run's latencies but results ready at once
-    lp_knobs '{"parse_latency": 0}'; oa_knobs "{\"latency\": $EMBED_LATENCY}"
+    lp_knobs '{"parse_latency": 0, "webhook": false}'; oa_knobs "{\"latency\": $EMBED_LATENCY}"
     probe=$(python3 "$HERE/probe.py" --llamaparse "$LP" --openai "$OA" --rounds "$PROBE_ROUNDS" --dims "$DIMS") \
         || die "probe failed"
     lp_knobs "{\"parse_latency\": $PARSE_LATENCY}"
@@ -318,29 +344,43 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
     echo "  service times (probe, p50 of $PROBE_ROUNDS sequential requests):" \
          "upload $(calc "round($u*1000, 2)") ms, status $(calc "round($p*1000, 2)") ms," \
          "result $(calc "round($f*1000, 2)") ms, embeddings (one document, 2 inputs) $(calc "round($e*1000, 2)") ms"
-    ideal=$(calc "$N1*$u/$M + $PARSE_LATENCY + $N1*($p+$f)/$M + $e")
-    ideal_sched=$(calc "$N1*$u/$M + $P_SCHED + $N1*($POLLS_SCHED*$p+$f)/$M + $e")
-    echo "  ideal = N*u/M + P + N*(p+f)/M + e = $N1*$(calc "round($u*1000,2)")ms/$M + ${PARSE_LATENCY}s" \
-         "+ $N1*($(calc "round($p*1000,2)")+$(calc "round($f*1000,2)"))ms/$M + $(calc "round($e*1000,2)")ms = $(calc "round($ideal, 3)") s"
-    echo "  (with tvdb's poll rule, ${POLL_MIN_MS}ms..${POLL_MAX_MS}ms: the first poll after ${PARSE_LATENCY} s is at ${P_SCHED} s," \
-         "$POLLS_SCHED polls per document: $(calc "round($ideal_sched, 3)") s)"
+    if [ "$mode" = webhook ]; then
+        ideal=$(calc "$N1*$u/$M + $PARSE_LATENCY + $e")
+        ideal_sched=$ideal
+        echo "  ideal = N*u/M + P + e = $N1*$(calc "round($u*1000,2)")ms/$M + ${PARSE_LATENCY}s" \
+             "+ $(calc "round($e*1000,2)")ms = $(calc "round($ideal, 3)") s (the webhook's delivery and its database work counted as free)"
+        psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.parse_webhook_url = '$WH_URL/api/v1/webhooks/llamaparse'" \
+             -c "ALTER SYSTEM SET tvdb.poll_interval_min = '${WH_POLL_MS}ms'" \
+             -c "ALTER SYSTEM SET tvdb.poll_interval_max = '${WH_POLL_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
+        lp_knobs "{\"webhook\": true, \"webhook_secret\": \"$WH_SECRET\"}"
+    else
+        ideal=$(calc "$N1*$u/$M + $PARSE_LATENCY + $N1*($p+$f)/$M + $e")
+        ideal_sched=$(calc "$N1*$u/$M + $P_SCHED + $N1*($POLLS_SCHED*$p+$f)/$M + $e")
+        echo "  ideal = N*u/M + P + N*(p+f)/M + e = $N1*$(calc "round($u*1000,2)")ms/$M + ${PARSE_LATENCY}s" \
+             "+ $N1*($(calc "round($p*1000,2)")+$(calc "round($f*1000,2)"))ms/$M + $(calc "round($e*1000,2)")ms = $(calc "round($ideal, 3)") s"
+        echo "  (with tvdb's poll rule, ${POLL_MIN_MS}ms..${POLL_MAX_MS}ms: the first poll after ${PARSE_LATENCY} s is at ${P_SCHED} s," \
+             "$POLLS_SCHED polls per document: $(calc "round($ideal_sched, 3)") s)"
+    fi
+    sleep 0.5   # let the worker see the reload
 
     load0=$(loadavg); w0=$(ticks "$WPID"); rq0=$(runq_ns "$WPID"); l0=$(ticks "$LP_PID"); o0=$(ticks "$OA_PID")
+    d0=$(ticks "${WH_PID:-$$}")
     tu=$(now_s)
-    t0=$(upload_docs "p1m$M" 1 "$N1")
+    t0=$(upload_docs "p1m$M$mode" 1 "$N1")
     tu=$(calc "round($t0 - $tu, 2)")
     wait_settled || broke=1
     w1=$(ticks "$WPID"); rq1=$(runq_ns "$WPID"); l1=$(ticks "$LP_PID"); o1=$(ticks "$OA_PID"); load1=$(loadavg)
+    d1=$(ticks "${WH_PID:-$$}")
     check_worker
     check_complete "$N1" || true
     tend=$(q "SELECT extract(epoch FROM max(ts)) FROM upload_pipeline.events WHERE to_status IN ($TERMINAL)")
     wall=$(calc "round($tend - $t0, 3)")
     rate=$(calc "round($N1 / $wall, 1)")
     ratio=$(calc "round($wall / $ideal, 2)")
-    P1_RATE[$M]=$rate; P1_WALL[$M]=$wall; P1_IDEAL[$M]=$(calc "round($ideal, 2)"); P1_RATIO[$M]=$ratio
-    P1_IDEAL_SCHED[$M]=$(calc "round($ideal_sched, 2)")
+    P1_RATE[$key]=$rate; P1_WALL[$key]=$wall; P1_IDEAL[$key]=$(calc "round($ideal, 2)"); P1_RATIO[$key]=$ratio
+    P1_IDEAL_SCHED[$key]=$(calc "round($ideal_sched, 2)")
     echo "  uploading $N1 documents took ${tu} s (not counted); load average before/after: $load0 / $load1"
-    echo "  RESULT max_inflight=$M: $N1 documents in $wall s = $rate documents/s;" \
+    echo "  RESULT max_inflight=$M, $mode: $N1 documents in $wall s = $rate documents/s;" \
          "wall / ideal = $wall / $(calc "round($ideal, 3)") = ${ratio}x (target <= 1.3x);" \
          "vs the poll-rule schedule: $(calc "round($wall / $ideal_sched, 2)")x"
     echo "  CPU over the run (% of one core): worker $(calc "round(($w1-$w0)/$CLK_TCK/$wall*100)")%," \
@@ -348,10 +388,20 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
          "fake OpenAI $(calc "round(($o1-$o0)/$CLK_TCK/$wall*100)")%;" \
          "the worker was runnable but waiting for a CPU $(calc "round(($rq1-$rq0)/1e9/$wall*100)")% of the wall time;" \
          "worker CPU per document $(calc "round(($w1-$w0)/$CLK_TCK/$N1*1000, 2)") ms"
+    [ "$mode" = webhook ] && echo "  tvdb-webhookd CPU (its database sessions not included): $(calc "round(($d1-$d0)/$CLK_TCK/$wall*100)")%;" \
+         "webhooks applied: $(q "SELECT count(*) FROM upload_pipeline.webhook_deliveries")"
     echo "  worker busy (on a CPU or waiting for one): $(calc "round((($w1-$w0)/$CLK_TCK + ($rq1-$rq0)/1e9)/$wall*100)")% of the wall time" \
          "(near 100%: the worker itself is the bottleneck, not max_inflight or the services)"
     report "$t0" "$tend" "$N1"
-done
+    if [ "$mode" = webhook ]; then
+        lp_knobs '{"webhook": false}'
+        psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.parse_webhook_url = ''" \
+             -c "ALTER SYSTEM SET tvdb.poll_interval_min = '${POLL_MIN_MS}ms'" \
+             -c "ALTER SYSTEM SET tvdb.poll_interval_max = '${POLL_MAX_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
+    fi
+}
+for M in $INFLIGHT; do phase1 "$M" poll; done
+for M in $INFLIGHT_WH; do phase1 "$M" webhook; done
 
 # ---------------------------------------------------------------- phase 2
 echo
@@ -458,9 +508,9 @@ echo "  load average at the end: $(loadavg)"
 # ---------------------------------------------------------------- summary
 echo
 echo "== summary"
-for M in $INFLIGHT; do
-    echo "  slow services, max_inflight=$M: ${P1_RATE[$M]} documents/s, wall ${P1_WALL[$M]} s," \
-         "ideal ${P1_IDEAL[$M]} s, ratio ${P1_RATIO[$M]}x (target <= 1.3x); poll-rule schedule ${P1_IDEAL_SCHED[$M]} s"
+for key in "${!P1_RATE[@]}"; do
+    echo "  slow services, max_inflight=${key% *}, ${key#* }: ${P1_RATE[$key]} documents/s, wall ${P1_WALL[$key]} s," \
+         "ideal ${P1_IDEAL[$key]} s, ratio ${P1_RATIO[$key]}x (target <= 1.3x); poll-rule schedule ${P1_IDEAL_SCHED[$key]} s"
 done
 echo "  no latency: $P2_RATE documents/s ($N2 documents, max_inflight=$INFLIGHT2)"
 if [ "${#P3_LINES[@]}" -gt 0 ]; then

@@ -44,14 +44,7 @@ END
 $$;
 
 CREATE FUNCTION tvdb._json_or_null(body text) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE
-AS $$
-BEGIN
-    RETURN body::jsonb;
-EXCEPTION WHEN OTHERS THEN
-    RETURN NULL;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'tvdb_json_or_null' LANGUAGE C IMMUTABLE STRICT;
 
 -- A failed attempt: transient ones are retried, others fail the stage.
 CREATE FUNCTION tvdb._attempt_failed(job uuid, owner text, stage text, from_status text,
