@@ -154,6 +154,33 @@ SELECT pg_temp.state(:'b2'), lease_expires_at > now() + interval '50 seconds' AS
 FROM upload_pipeline.upload_jobs WHERE job_id = :'b2';
 SELECT tvdb._take('parsed', 'no such status', 'regress', 10, 60);
 
+-- Many answers at once, as the worker records its commonest ones: uploads
+-- accepted, and polls that find the parse still running.  Only the caller's
+-- leased jobs move; each request is in the ledger.
+SELECT pg_temp.leased_job('m1.pdf') AS m1, pg_temp.leased_job('m2.pdf') AS m2,
+       pg_temp.leased_job('m3.pdf') AS m3 \gset
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'another worker' WHERE job_id = :'m3';
+SELECT tvdb._parse_submitted_all('regress', ARRAY[:'m1', :'m2', :'m3']::uuid[], ARRAY['pj-m1', 'pj-m2', 'pj-m3'],
+                                 ARRAY[11.5, 12.5, 13.5], 30000) AS moved;
+SELECT d.filename, pg_temp.state(j.job_id), j.parse_job_id, e.payload,
+       (SELECT string_agg(u.operation || ' ' || u.http_status || ' ' || u.latency_ms, ', ')
+        FROM upload_pipeline.usage u WHERE u.job_id = j.job_id) AS ledger
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+LEFT JOIN upload_pipeline.events e ON e.job_id = j.job_id AND e.to_status = 'parse_queued'
+WHERE d.filename IN ('m1.pdf', 'm2.pdf', 'm3.pdf') ORDER BY 1;
+-- Polled 2 s after parse_queued: the next poll is a quarter of that later, within 100 ms .. 1 s.
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress', status_changed_at = now() - interval '2 seconds'
+WHERE job_id IN (:'m1', :'m2');
+UPDATE upload_pipeline.upload_jobs SET status_changed_at = now() - interval '40 seconds' WHERE job_id = :'m2';
+SELECT tvdb._parse_polled_all('regress', ARRAY[:'m1', :'m2', :'m3']::uuid[], ARRAY[3.0, 4.0, 5.0], 100, 1000) AS recorded;
+SELECT d.filename, j.status, coalesce(j.lease_owner, 'no lease') AS lease,
+       CASE WHEN j.next_poll_at - clock_timestamp() BETWEEN interval '0.3 s' AND interval '0.6 s' THEN 'in 0.5 s'
+            WHEN j.next_poll_at - clock_timestamp() BETWEEN interval '0.8 s' AND interval '1.0 s' THEN 'in 1 s'
+            ELSE (j.next_poll_at - clock_timestamp())::text END AS next_poll,
+       (SELECT count(*) FROM upload_pipeline.usage u WHERE u.job_id = j.job_id AND u.operation = 'job_status') AS polls
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+WHERE d.filename IN ('m1.pdf', 'm2.pdf', 'm3.pdf') ORDER BY 1;
+
 -- _json_or_null: answers that are not JSON, or not what jsonb can hold, are NULL.
 SELECT tvdb._json_or_null('{"id": "pj-1"}') AS object, tvdb._json_or_null('{"id": ') IS NULL AS truncated,
        tvdb._json_or_null('') IS NULL AS empty, tvdb._json_or_null('<html>') IS NULL AS html,
@@ -164,4 +191,4 @@ SELECT tvdb._json_or_null('{"id": "pj-1"}') AS object, tvdb._json_or_null('{"id"
 DELETE FROM upload_pipeline.documents
 WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
                    'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
-                   'b1.md', 'b2.md', 'b3.md');
+                   'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf');

@@ -90,14 +90,153 @@ record(Answer *a, const char *what)
 	return true;
 }
 
+/*
+ * The commonest answers, an upload accepted and a poll that finds the parse
+ * still running, are kept until the batch of answers ends and recorded for
+ * all jobs at once (tvdb_flush_answers); anything else goes through the SQL
+ * function for its kind, one subtransaction each.
+ */
+typedef struct Deferred
+{
+	int			n;
+	int			cap;
+	char	  **jobs;
+	char	  **ids;			/* parse job ids (uploads) */
+	double	   *latency;
+	const char *owner;			/* the worker's: the same for all its tasks */
+} Deferred;
+
+static Deferred accepted;		/* uploads answered with an id */
+static Deferred running;		/* polls answered PENDING / RUNNING */
+
+static void
+defer(Deferred *d, Task *t, const char *id, double latency_ms)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	d->owner = t->owner;
+	if (d->n == d->cap)
+	{
+		d->cap = Max(64, d->cap * 2);
+		d->jobs = d->jobs ? repalloc(d->jobs, sizeof(char *) * d->cap) : palloc(sizeof(char *) * d->cap);
+		d->ids = d->ids ? repalloc(d->ids, sizeof(char *) * d->cap) : palloc(sizeof(char *) * d->cap);
+		d->latency = d->latency ? repalloc(d->latency, sizeof(double) * d->cap) : palloc(sizeof(double) * d->cap);
+	}
+	d->jobs[d->n] = pstrdup(t->job);
+	d->ids[d->n] = id ? pstrdup(id) : NULL;
+	d->latency[d->n] = latency_ms;
+	d->n++;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+forget(Deferred *d)
+{
+	for (int i = 0; i < d->n; i++)
+	{
+		pfree(d->jobs[i]);
+		if (d->ids[i])
+			pfree(d->ids[i]);
+	}
+	d->n = 0;
+}
+
+static Datum
+latencies(Deferred *d)
+{
+	Datum	   *v = palloc(sizeof(Datum) * Max(d->n, 1));
+
+	for (int i = 0; i < d->n; i++)
+		v[i] = Float8GetDatum(d->latency[i]);
+	return PointerGetDatum(construct_array(v, d->n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+flush_accepted(void *arg)
+{
+	Oid			types[5] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, INT4OID};
+	Datum		values[5];
+	Datum	   *ids = palloc(sizeof(Datum) * Max(accepted.n, 1));
+
+	for (int i = 0; i < accepted.n; i++)
+		ids[i] = CStringGetTextDatum(accepted.ids[i]);
+	values[0] = CStringGetTextDatum(arg);
+	values[1] = tvdb_uuid_array(accepted.jobs, accepted.n);
+	values[2] = PointerGetDatum(construct_array(ids, accepted.n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = latencies(&accepted);
+	values[4] = Int32GetDatum(tvdb_poll_min_ms);
+	tvdb_exec("SELECT tvdb._parse_submitted_all($1, $2, $3, $4, $5)", 5, types, values, NULL);
+}
+
+static void
+flush_running(void *arg)
+{
+	Oid			types[5] = {TEXTOID, UUIDARRAYOID, FLOAT8ARRAYOID, INT4OID, INT4OID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(arg);
+	values[1] = tvdb_uuid_array(running.jobs, running.n);
+	values[2] = latencies(&running);
+	values[3] = Int32GetDatum(tvdb_poll_min_ms);
+	values[4] = Int32GetDatum(tvdb_poll_max_ms);
+	tvdb_exec("SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", 5, types, values, NULL);
+}
+
+static void
+flush(Deferred *d, void (*fn) (void *), const char *what)
+{
+	if (d->n == 0)
+		return;
+	if (!tvdb_in_xact(what, fn, (void *) d->owner))
+	{
+		/* their leases are given back with a backoff, as for any answer that could not be recorded */
+		for (int i = 0; i < d->n; i++)
+		{
+			Task		t;
+
+			strlcpy(t.job, d->jobs[i], sizeof(t.job));
+			t.owner = d->owner;
+			tvdb_in_xact("tvdb: releasing a job", tvdb_release_after_error, &t);
+		}
+	}
+	forget(d);
+}
+
+/* At the end of a batch of answers, inside its transaction. */
+void
+tvdb_flush_answers(void)
+{
+	flush(&accepted, flush_accepted, "tvdb: recording LlamaParse uploads");
+	flush(&running, flush_running, "tvdb: recording LlamaParse polls");
+}
+
+/* The top-level string fields of a 200 answer's JSON object (NULLs if it is not one). */
+static void
+answer_fields(TvdbHttp *req, const char *const *keys, char **values, int n)
+{
+	const char *failure = NULL;
+	char	   *body = req->status == 200 ? tvdb_body_text(req, &failure) : NULL;
+
+	if (body == NULL || !tvdb_json_top_strings(body, req->body_len, keys, values, n))
+		for (int i = 0; i < n; i++)
+			values[i] = NULL;
+}
+
 static void
 upload_done(TvdbHttp *req)
 {
 	Answer		a = {req, "SELECT tvdb._parse_submitted($1, $2, $3, $4, $5, $6, $7, $8)",
 	1, {INT4OID}, {Int32GetDatum(tvdb_poll_min_ms)}};
+	Task	   *t = req->arg;
+	static const char *const keys[1] = {"id"};
+	char	   *id;
 
-	record(&a, "tvdb: recording a LlamaParse upload");
-	tvdb_free_task(req->arg);
+	answer_fields(req, keys, &id, 1);
+	if (id != NULL && id[0] != '\0')
+		defer(&accepted, t, id, req->latency_ms);
+	else
+		record(&a, "tvdb: recording a LlamaParse upload");
+	tvdb_free_task(t);
 }
 
 static void
@@ -118,10 +257,22 @@ poll_done(TvdbHttp *req)
 	Answer		a = {req, "SELECT tvdb._parse_polled($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 	2, {INT4OID, INT4OID}, {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_ms)}};
 
-	if (record(&a, "tvdb: recording a LlamaParse poll") && a.fetch)
-		start_fetch(req->arg);	/* the lease is still ours */
+	Task	   *t = req->arg;
+	static const char *const keys[1] = {"status"};
+	char	   *state;
+
+	answer_fields(req, keys, &state, 1);
+	if (state != NULL &&
+		(pg_strcasecmp(state, "PENDING") == 0 || pg_strcasecmp(state, "RUNNING") == 0 ||
+		 pg_strcasecmp(state, "IN_PROGRESS") == 0))
+	{
+		defer(&running, t, NULL, req->latency_ms);
+		tvdb_free_task(t);
+	}
+	else if (record(&a, "tvdb: recording a LlamaParse poll") && a.fetch)
+		start_fetch(t);			/* the lease is still ours */
 	else
-		tvdb_free_task(req->arg);
+		tvdb_free_task(t);
 }
 
 static void

@@ -150,6 +150,16 @@ chunk_parsed(const char *owner)
 	return run_local("parsed", owner, tvdb_chunk_leased, "tvdb: chunking");
 }
 
+static int
+claim_uploads(const char *owner, int n)
+{
+	if (n <= 0)
+		return 0;
+	return claim_requests("uploaded", owner, n,
+						  "j.job_id, d.filename, d.mime_type, b.content, j.job_id, j.document_id, j.correlation_id",
+						  tvdb_upload_row);
+}
+
 static bool warned_keys = false;
 static TimestampTz last_chunking_check = 0;
 
@@ -201,15 +211,17 @@ tvdb_stages_dispatch(const char *owner)
 	}
 	else if (can_call && room > 0)
 	{
+		/*
+		 * Uploads and polls share what is left, each sure of half: an upload
+		 * starts a parse's long wait, and most polls find the parse still
+		 * running, so polls must not crowd uploads out (nor the reverse).
+		 */
+		n = claim_uploads(owner, (room + 1) / 2);
+		room -= n;
 		n = claim_requests("parse_queued", owner, room, "j.job_id, j.parse_job_id", tvdb_poll_row);
 		room -= n;
 		if (room > 0)
-		{
-			n = claim_requests("uploaded", owner, room,
-							   "j.job_id, d.filename, d.mime_type, b.content, j.job_id, j.document_id, j.correlation_id",
-							   tvdb_upload_row);
-			room -= n;
-		}
+			room -= claim_uploads(owner, room);
 		/* out of room: the next finished request brings us back */
 	}
 	return more;

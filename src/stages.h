@@ -84,6 +84,7 @@ extern void tvdb_chunk_leased(void *arg);
 extern void tvdb_upload_row(int row, void *arg);
 extern void tvdb_poll_row(int row, void *arg);
 extern void tvdb_mock_parse_job(void *arg);
+extern void tvdb_flush_answers(void);
 
 /* embed.c */
 extern int	tvdb_dispatch_embeddings(const char *owner, bool mock);

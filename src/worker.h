@@ -108,6 +108,10 @@ typedef struct TvdbEmbeddings
 
 extern void tvdb_read_embeddings(const char *body, size_t len, TvdbEmbeddings *e);
 
+/* topjson.c */
+extern bool tvdb_json_top_strings(const char *body, size_t len, const char *const *keys,
+								  char **values, int nkeys);
+
 /* mock.c: the offline parser and embedder */
 extern char *tvdb_mock_markdown(const char *filename, const char *mime_type,
 								const char *data, size_t len);

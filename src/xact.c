@@ -115,6 +115,7 @@ tvdb_answers_end(void)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 
+	tvdb_flush_answers();
 	in_batch = false;
 	PG_TRY();
 	{

@@ -323,7 +323,7 @@ print('%.3f %d' % (t, k))"
 }
 read -r P_SCHED POLLS_SCHED < <(poll_schedule)
 
-declare -A P1_RATE P1_WALL P1_IDEAL P1_RATIO P1_IDEAL_SCHED
+declare -A P1_RATE P1_WALL P1_IDEAL P1_RATIO P1_IDEAL_SCHED P1_BOUND
 # phase1 <M> <poll|webhook>: with webhook, LlamaParse (the fake) pushes each
 # result, signed, to tvdb-webhookd as soon as it is parsed; polls are only a
 # safety net (every WH_POLL_MS).  Its ideal has no poll and no fetch.
@@ -392,6 +392,24 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
          "webhooks applied: $(q "SELECT count(*) FROM upload_pipeline.webhook_deliveries")"
     echo "  worker busy (on a CPU or waiting for one): $(calc "round((($w1-$w0)/$CLK_TCK + ($rq1-$rq0)/1e9)/$wall*100)")% of the wall time" \
          "(near 100%: the worker itself is the bottleneck, not max_inflight or the services)"
+    # What the target leaves on this machine: every embeddings request comes
+    # after its document's parse, so the fake OpenAI's own CPU must fit between
+    # the first parse finishing (no sooner than P) and 1.3 x ideal, on NCPU cores.
+    # With polling, each document also needs at least one status poll and the
+    # result fetch after its parse: two LlamaParse requests at the fake's mean
+    # CPU per request in this run.
+    local oa_s lp_req lp_post window need
+    oa_s=$(calc "($o1-$o0)/$CLK_TCK")   # utime + stime of all the fake's threads
+    lp_req=$(calc "($l1-$l0)/$CLK_TCK / max(1, $(q "SELECT count(*) FROM upload_pipeline.usage WHERE service = 'llamaparse'"))")
+    lp_post=0; [ "$mode" = poll ] && lp_post=$(calc "2*$N1*$lp_req")
+    window=$(calc "max(0, 1.3*$ideal - $PARSE_LATENCY)")
+    need=$(calc "round(($oa_s + $lp_post) / max($window, 1e-9) / $(nproc), 2)")
+    P1_BOUND[$key]="after the parses the fakes alone need >= $(calc "round($oa_s + $lp_post, 2)") CPU-s"
+    P1_BOUND[$key]+=" (OpenAI's embeddings $(calc "round($oa_s/$N1*1000, 2)") ms per document"
+    [ "$mode" = poll ] && P1_BOUND[$key]+=", one poll and one fetch at $(calc "round($lp_req*1000, 2)") ms each"
+    P1_BOUND[$key]+="); within 1.3x of the ideal they have $(calc "round($window, 2)") s x $(nproc) cores"
+    P1_BOUND[$key]+=" = $(calc "round($window*$(nproc), 2)") CPU-s: ${need}x of this machine, with no CPU left for the worker or PostgreSQL"
+    echo "  capacity: ${P1_BOUND[$key]} (>= 1: the target is out of reach here whatever the worker does)"
     report "$t0" "$tend" "$N1"
     if [ "$mode" = webhook ]; then
         lp_knobs '{"webhook": false}'
@@ -511,6 +529,7 @@ echo "== summary"
 for key in "${!P1_RATE[@]}"; do
     echo "  slow services, max_inflight=${key% *}, ${key#* }: ${P1_RATE[$key]} documents/s, wall ${P1_WALL[$key]} s," \
          "ideal ${P1_IDEAL[$key]} s, ratio ${P1_RATIO[$key]}x (target <= 1.3x); poll-rule schedule ${P1_IDEAL_SCHED[$key]} s"
+    echo "    capacity: ${P1_BOUND[$key]}"
 done
 echo "  no latency: $P2_RATE documents/s ($N2 documents, max_inflight=$INFLIGHT2)"
 if [ "${#P3_LINES[@]}" -gt 0 ]; then

@@ -151,6 +151,50 @@ BEGIN
 END
 $$;
 
+-- Uploads accepted, many at once (the worker read each id in C): what
+-- _parse_submitted does with a 200 and an id, for all of them in three
+-- statements.  The number of jobs moved to parse_queued.
+CREATE FUNCTION tvdb._parse_submitted_all(owner text, jobs uuid[], parse_job_ids text[],
+                                          latencies double precision[], poll_after_ms integer)
+    RETURNS integer LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms)
+    SELECT 'llamaparse', 'upload', v.job, 200, v.latency FROM unnest(jobs, latencies) AS v(job, latency);
+    UPDATE upload_pipeline.upload_jobs u
+    SET parse_job_id = v.pid,
+        next_poll_at = clock_timestamp() + make_interval(secs => poll_after_ms / 1000.0)
+    FROM unnest(jobs, parse_job_ids) AS v(job, pid)
+    WHERE u.job_id = v.job AND u.lease_owner = owner AND u.status = 'uploaded';
+    RETURN cardinality(tvdb._advance_all(jobs, owner, 'uploaded', 'parse_queued',
+        ARRAY(SELECT jsonb_build_object('parse_job_id', p.pid)
+              FROM unnest(parse_job_ids) WITH ORDINALITY AS p(pid, i) ORDER BY p.i)));
+END
+$$;
+
+-- Polls answered "still working", many at once: what _parse_polled does
+-- with PENDING / RUNNING, for all of them in two statements.
+CREATE FUNCTION tvdb._parse_polled_all(owner text, jobs uuid[], latencies double precision[],
+                                       poll_min_ms integer, poll_max_ms integer)
+    RETURNS integer LANGUAGE plpgsql
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms)
+    SELECT 'llamaparse', 'job_status', v.job, 200, v.latency FROM unnest(jobs, latencies) AS v(job, latency);
+    -- Poll again after a quarter of the time waited so far, within bounds.
+    UPDATE upload_pipeline.upload_jobs u
+    SET next_poll_at = clock_timestamp() + make_interval(secs =>
+            greatest(poll_min_ms, least(poll_max_ms,
+                     extract(epoch FROM clock_timestamp() - u.status_changed_at) * 1000 / 4)) / 1000.0),
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 -- GET /api/v1/parsing/job/{id}/result/markdown answered.
 CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, body text,
                                     latency_ms double precision, failure text,
@@ -256,6 +300,7 @@ DECLARE f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_refused', '_parse_submitted', '_parse_polled',
+                                                        '_parse_submitted_all', '_parse_polled_all',
                                                         '_parse_fetched', '_embeddings_received')
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
@@ -278,6 +323,8 @@ COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds unti
 COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer) IS 'internal (worker): record a LlamaParse result fetch';
 COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, text, double precision, bigint, text) IS 'internal (worker): record and retry or fail an unusable LlamaParse answer';
 COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
+COMMENT ON FUNCTION tvdb._parse_submitted_all(text, uuid[], text[], double precision[], integer) IS 'internal (worker): record many accepted LlamaParse uploads at once';
+COMMENT ON FUNCTION tvdb._parse_polled_all(text, uuid[], double precision[], integer, integer) IS 'internal (worker): record many LlamaParse polls that found the job still running';
 COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
 COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
 COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
