@@ -181,6 +181,23 @@ SELECT d.filename, j.status, coalesce(j.lease_owner, 'no lease') AS lease,
 FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
 WHERE d.filename IN ('m1.pdf', 'm2.pdf', 'm3.pdf') ORDER BY 1;
 
+-- Results fetched together: stored and parsed for the jobs still ours; a
+-- job that moved on meanwhile gets only its ledger row.
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id IN (:'m1', :'m2');
+SELECT pg_temp.walk(:'m2', ARRAY['parsed']);
+SELECT tvdb._parse_fetched_all('regress', ARRAY[:'m1', :'m2']::uuid[],
+                               ARRAY['{"markdown": "# M1\n\nbody", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false}}',
+                                     '{"markdown": "# M2", "job_metadata": {"job_pages": 1, "job_is_cache_hit": true}}'],
+                               ARRAY[7.0, 8.0], 0.003) AS parsed;
+SELECT d.filename, j.status, coalesce(j.lease_owner, 'no lease') AS lease, j.parsed_path = format('storage://parsed/%s/%s.md', j.document_id, j.job_id) AS path_ok,
+       convert_from(b.content, 'UTF8') AS markdown, j.parsed_sha256 = b.sha256 AS sha_ok,
+       (SELECT e.payload FROM upload_pipeline.events e WHERE e.job_id = j.job_id ORDER BY e.seq DESC LIMIT 1) AS last_event,
+       (SELECT string_agg(u.http_status || ' ' || u.pages || ' ' || u.cache_hit || ' ' || u.cost_usd, ', ')
+        FROM upload_pipeline.usage u WHERE u.job_id = j.job_id AND u.operation = 'result') AS ledger
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+LEFT JOIN upload_pipeline.blobs b ON b.path = j.parsed_path
+WHERE d.filename IN ('m1.pdf', 'm2.pdf') ORDER BY 1;
+
 -- _json_or_null: answers that are not JSON, or not what jsonb can hold, are NULL.
 SELECT tvdb._json_or_null('{"id": "pj-1"}') AS object, tvdb._json_or_null('{"id": ') IS NULL AS truncated,
        tvdb._json_or_null('') IS NULL AS empty, tvdb._json_or_null('<html>') IS NULL AS html,

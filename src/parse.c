@@ -108,6 +108,7 @@ typedef struct Deferred
 
 static Deferred accepted;		/* uploads answered with an id */
 static Deferred running;		/* polls answered PENDING / RUNNING */
+static Deferred fetched;		/* results with their markdown (ids: the bodies) */
 
 static void
 defer(Deferred *d, Task *t, const char *id, double latency_ms)
@@ -151,43 +152,57 @@ latencies(Deferred *d)
 	return PointerGetDatum(construct_array(v, d->n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-static void
-flush_accepted(void *arg)
+/* How one kind of deferred answers is recorded: owner, jobs, [texts], latencies, extras. */
+typedef struct Flush
 {
-	Oid			types[5] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, INT4OID};
-	Datum		values[5];
-	Datum	   *ids = palloc(sizeof(Datum) * Max(accepted.n, 1));
+	Deferred   *d;
+	const char *sql;
+	bool		texts;			/* d->ids go in as a text[] after the jobs */
+	int			nextra;
+	Oid			extra_types[2];
+	Datum		extra[2];
+} Flush;
 
-	for (int i = 0; i < accepted.n; i++)
-		ids[i] = CStringGetTextDatum(accepted.ids[i]);
-	values[0] = CStringGetTextDatum(arg);
-	values[1] = tvdb_uuid_array(accepted.jobs, accepted.n);
-	values[2] = PointerGetDatum(construct_array(ids, accepted.n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = latencies(&accepted);
-	values[4] = Int32GetDatum(tvdb_poll_min_ms);
-	tvdb_exec("SELECT tvdb._parse_submitted_all($1, $2, $3, $4, $5)", 5, types, values, NULL);
+static void
+flush_batch(void *arg)
+{
+	Flush	   *f = arg;
+	Deferred   *d = f->d;
+	Oid			types[6];
+	Datum		values[6];
+	int			n = 0;
+
+	types[n] = TEXTOID;
+	values[n++] = CStringGetTextDatum(d->owner);
+	types[n] = UUIDARRAYOID;
+	values[n++] = tvdb_uuid_array(d->jobs, d->n);
+	if (f->texts)
+	{
+		Datum	   *texts = palloc(sizeof(Datum) * Max(d->n, 1));
+
+		for (int i = 0; i < d->n; i++)
+			texts[i] = CStringGetTextDatum(d->ids[i]);
+		types[n] = TEXTARRAYOID;
+		values[n++] = PointerGetDatum(construct_array(texts, d->n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	types[n] = FLOAT8ARRAYOID;
+	values[n++] = latencies(d);
+	for (int i = 0; i < f->nextra; i++)
+	{
+		types[n] = f->extra_types[i];
+		values[n++] = f->extra[i];
+	}
+	tvdb_exec(f->sql, n, types, values, NULL);
 }
 
 static void
-flush_running(void *arg)
+flush(Flush *f, const char *what)
 {
-	Oid			types[5] = {TEXTOID, UUIDARRAYOID, FLOAT8ARRAYOID, INT4OID, INT4OID};
-	Datum		values[5];
+	Deferred   *d = f->d;
 
-	values[0] = CStringGetTextDatum(arg);
-	values[1] = tvdb_uuid_array(running.jobs, running.n);
-	values[2] = latencies(&running);
-	values[3] = Int32GetDatum(tvdb_poll_min_ms);
-	values[4] = Int32GetDatum(tvdb_poll_max_ms);
-	tvdb_exec("SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", 5, types, values, NULL);
-}
-
-static void
-flush(Deferred *d, void (*fn) (void *), const char *what)
-{
 	if (d->n == 0)
 		return;
-	if (!tvdb_in_xact(what, fn, (void *) d->owner))
+	if (!tvdb_in_xact(what, flush_batch, f))
 	{
 		/* their leases are given back with a backoff, as for any answer that could not be recorded */
 		for (int i = 0; i < d->n; i++)
@@ -206,8 +221,16 @@ flush(Deferred *d, void (*fn) (void *), const char *what)
 void
 tvdb_flush_answers(void)
 {
-	flush(&accepted, flush_accepted, "tvdb: recording LlamaParse uploads");
-	flush(&running, flush_running, "tvdb: recording LlamaParse polls");
+	Flush		uploads = {&accepted, "SELECT tvdb._parse_submitted_all($1, $2, $3, $4, $5)", true,
+	1, {INT4OID}, {Int32GetDatum(tvdb_poll_min_ms)}};
+	Flush		polls = {&running, "SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", false,
+	2, {INT4OID, INT4OID}, {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_ms)}};
+	Flush		results = {&fetched, "SELECT tvdb._parse_fetched_all($1, $2, $3, $4, $5)", true,
+	1, {FLOAT8OID}, {Float8GetDatum(tvdb_llamaparse_usd_per_page)}};
+
+	flush(&uploads, "tvdb: recording LlamaParse uploads");
+	flush(&polls, "tvdb: recording LlamaParse polls");
+	flush(&results, "tvdb: storing LlamaParse results");
 }
 
 /* The top-level string fields of a 200 answer's JSON object (NULLs if it is not one). */
@@ -281,7 +304,14 @@ fetch_done(TvdbHttp *req)
 	Answer		a = {req, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 	2, {FLOAT8OID, INT4OID}, {Float8GetDatum(tvdb_llamaparse_usd_per_page), Int32GetDatum(tvdb_poll_min_ms)}};
 
-	record(&a, "tvdb: storing a LlamaParse result");
+	static const char *const keys[1] = {"markdown"};
+	char	   *md;
+
+	answer_fields(req, keys, &md, 1);
+	if (md != NULL)
+		defer(&fetched, req->arg, req->body, req->latency_ms);
+	else
+		record(&a, "tvdb: storing a LlamaParse result");
 	tvdb_free_task(req->arg);
 }
 

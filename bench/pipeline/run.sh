@@ -401,12 +401,14 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
     local oa_s lp_req lp_post window need
     oa_s=$(calc "($o1-$o0)/$CLK_TCK")   # utime + stime of all the fake's threads
     lp_req=$(calc "($l1-$l0)/$CLK_TCK / max(1, $(q "SELECT count(*) FROM upload_pipeline.usage WHERE service = 'llamaparse'"))")
-    lp_post=0; [ "$mode" = poll ] && lp_post=$(calc "2*$N1*$lp_req")
+    # with webhooks, tvdb-webhookd's own process works only after the parses
+    lp_post=$(calc "($d1-$d0)/$CLK_TCK"); [ "$mode" = poll ] && lp_post=$(calc "2*$N1*$lp_req")
     window=$(calc "max(0, 1.3*$ideal - $PARSE_LATENCY)")
     need=$(calc "round(($oa_s + $lp_post) / max($window, 1e-9) / $(nproc), 2)")
-    P1_BOUND[$key]="after the parses the fakes alone need >= $(calc "round($oa_s + $lp_post, 2)") CPU-s"
+    P1_BOUND[$key]="after the parses the fakes (and tvdb-webhookd) alone need >= $(calc "round($oa_s + $lp_post, 2)") CPU-s"
     P1_BOUND[$key]+=" (OpenAI's embeddings $(calc "round($oa_s/$N1*1000, 2)") ms per document"
-    [ "$mode" = poll ] && P1_BOUND[$key]+=", one poll and one fetch at $(calc "round($lp_req*1000, 2)") ms each"
+    if [ "$mode" = poll ]; then P1_BOUND[$key]+=", one poll and one fetch at $(calc "round($lp_req*1000, 2)") ms each"
+    else P1_BOUND[$key]+=", tvdb-webhookd's process $(calc "round($lp_post/$N1*1000, 2)") ms"; fi
     P1_BOUND[$key]+="); within 1.3x of the ideal they have $(calc "round($window, 2)") s x $(nproc) cores"
     P1_BOUND[$key]+=" = $(calc "round($window*$(nproc), 2)") CPU-s: ${need}x of this machine, with no CPU left for the worker or PostgreSQL"
     echo "  capacity: ${P1_BOUND[$key]} (>= 1: the target is out of reach here whatever the worker does)"

@@ -235,6 +235,63 @@ BEGIN
 END
 $$;
 
+-- Results fetched, many at once (the worker checked in C that each is a
+-- JSON object with a markdown string): what _parse_fetched does with them,
+-- in a few statements for all.  Jobs no longer ours (a webhook parsed them
+-- meanwhile) get only their ledger row.  The number of jobs moved to parsed.
+CREATE FUNCTION tvdb._parse_fetched_all(owner text, jobs uuid[], bodies text[],
+                                        latencies double precision[], usd_per_page double precision)
+    RETURNS integer LANGUAGE plpgsql
+AS $$
+DECLARE
+    ours uuid[];
+    paths text[];
+    mds bytea[];
+    details jsonb[];
+BEGIN
+    WITH a AS (
+        SELECT v.job, v.latency, v.i, v.body::jsonb AS j
+        FROM unnest(jobs, bodies, latencies) WITH ORDINALITY AS v(job, body, latency, i)
+    ), m AS (
+        SELECT a.*, convert_to(a.j ->> 'markdown', 'UTF8') AS md,
+               CASE WHEN jsonb_typeof(a.j -> 'job_metadata' -> 'job_pages') = 'number'
+                    THEN (a.j -> 'job_metadata' ->> 'job_pages')::numeric::integer END AS pages,
+               CASE WHEN jsonb_typeof(a.j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
+                    THEN (a.j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END AS hit
+        FROM a
+    ), ledger AS (
+        INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms,
+                                           pages, cache_hit, cost_usd)
+        SELECT 'llamaparse', 'result', m.job, 200, m.latency, m.pages, m.hit,
+               (CASE WHEN m.hit THEN 0 ELSE coalesce(m.pages, 0) * usd_per_page END)::numeric
+        FROM m
+    )
+    SELECT array_agg(m.job ORDER BY m.i),
+           array_agg(format('storage://parsed/%s/%s.md', u.document_id, m.job) ORDER BY m.i),
+           array_agg(m.md ORDER BY m.i),
+           array_agg(jsonb_strip_nulls(jsonb_build_object('via', 'poll', 'pages', m.pages, 'cache_hit', m.hit,
+                                                          'content_length', octet_length(m.md))) ORDER BY m.i)
+    INTO ours, paths, mds, details
+    FROM m JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
+                 WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.status = 'parse_queued'
+                 FOR UPDATE) u ON u.job_id = m.job;
+    IF ours IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
+    SELECT v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
+    FROM unnest(paths, mds) AS v(path, md)
+    ON CONFLICT (path) DO UPDATE
+        SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
+            size_bytes = EXCLUDED.size_bytes, created_at = now();
+    UPDATE upload_pipeline.upload_jobs u
+    SET parsed_path = v.path, parsed_sha256 = encode(sha256(v.md), 'hex'), next_poll_at = NULL
+    FROM unnest(ours, paths, mds) AS v(job, path, md)
+    WHERE u.job_id = v.job;
+    RETURN cardinality(tvdb._advance_all(ours, owner, 'parse_queued', 'parsed', details));
+END
+$$;
+
 -- POST /embeddings answered for a batch of chunks (input i is chunk i).
 CREATE FUNCTION tvdb._embeddings_received(owner text, jobs uuid[], documents uuid[], chunks integer[],
                                           http_status integer, body text, latency_ms double precision,
@@ -300,7 +357,7 @@ DECLARE f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_refused', '_parse_submitted', '_parse_polled',
-                                                        '_parse_submitted_all', '_parse_polled_all',
+                                                        '_parse_submitted_all', '_parse_polled_all', '_parse_fetched_all',
                                                         '_parse_fetched', '_embeddings_received')
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
@@ -325,6 +382,7 @@ COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, t
 COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
 COMMENT ON FUNCTION tvdb._parse_submitted_all(text, uuid[], text[], double precision[], integer) IS 'internal (worker): record many accepted LlamaParse uploads at once';
 COMMENT ON FUNCTION tvdb._parse_polled_all(text, uuid[], double precision[], integer, integer) IS 'internal (worker): record many LlamaParse polls that found the job still running';
+COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], text[], double precision[], double precision) IS 'internal (worker): store many fetched LlamaParse results at once';
 COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
 COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
 COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
