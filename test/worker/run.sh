@@ -289,6 +289,33 @@ is "$(q "select convert_from(b.content, 'UTF8') from upload_pipeline.blobs b joi
           join upload_pipeline.documents d using (document_id) where d.filename = 'm-e.html'")" "$(printf '# Hi\n\nSome HTML & text.')" \
    "mock: HTML becomes markdown"
 
+echo "# phase 6: a document whose chunks cannot be stored holds back only itself"
+# Chunking takes parsed jobs in batches; when a batch fails, each job is tried
+# in its own transaction, and only the one at fault waits (with a backoff).
+q "CREATE FUNCTION tvdb_test_poison() RETURNS trigger LANGUAGE plpgsql AS \$\$
+   BEGIN IF NEW.content LIKE '%POISON%' THEN RAISE EXCEPTION 'poisoned chunk'; END IF; RETURN NEW; END \$\$;
+   CREATE TRIGGER poison BEFORE INSERT ON upload_pipeline.document_chunks
+       FOR EACH ROW EXECUTE FUNCTION tvdb_test_poison()" >/dev/null
+q "SELECT tvdb.upload('p6-ok1.md', convert_to(E'# One\n\nFine text.', 'UTF8')),
+          tvdb.upload('p6-poison.md', convert_to(E'# Two\n\nPOISON text.', 'UTF8')),
+          tvdb.upload('p6-ok2.md', convert_to(E'# Three\n\nMore fine text.', 'UTF8'))" >/dev/null
+p6() { q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'p6-%'"; }
+for _ in $(seq 1 150); do
+    [ "$(p6)" = "p6-ok1.md:complete p6-ok2.md:complete p6-poison.md:parsed" ] &&
+        [ "$(q "select count(*) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+                where j.filename = 'p6-poison.md' and e.code = 'worker_retry_scheduled'")" -ge 1 ] && break
+    sleep 0.2
+done
+is "$(p6)" "p6-ok1.md:complete p6-ok2.md:complete p6-poison.md:parsed" \
+   "a failing chunk insert: the other documents of the batch complete, that one stays parsed"
+is "$(q "select count(*) >= 1 from upload_pipeline.events e join tvdb.jobs j using (job_id)
+         where j.filename = 'p6-poison.md' and e.code = 'worker_retry_scheduled' and e.severity = 'warn'")" t \
+   "it is held back with a warning event and a backoff"
+is "$(q "select next_poll_at > now() + interval '10 seconds' and lease_owner is null from tvdb.jobs j
+         join upload_pipeline.upload_jobs u using (job_id) where j.filename = 'p6-poison.md'")" t \
+   "its retry is not before the backoff, and nobody holds it"
+q "DROP TRIGGER poison ON upload_pipeline.document_chunks; DROP FUNCTION tvdb_test_poison()" >/dev/null
+
 psql -X -q -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
 echo "1..$n"
 [ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
