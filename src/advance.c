@@ -37,20 +37,6 @@ PG_FUNCTION_INFO_V1(tvdb_take);
 	" lease_owner = CASE WHEN $6 THEN u.lease_owner END," \
 	" lease_expires_at = CASE WHEN $6 THEN u.lease_expires_at END "
 
-static SPIPlanPtr
-kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "tvdb could not prepare (%s): %s", SPI_result_code_string(SPI_result), sql);
-		*slot = plan;
-	}
-	return *slot;
-}
-
 static void
 check_status_name(text *name)
 {
@@ -95,7 +81,7 @@ move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, boo
 	bool	   *detail_null = NULL;
 	int			n;
 	int			nd = 0;
-	volatile int rc = 0;
+	int			rc;
 
 	check_status_name(from);
 	check_status_name(to);
@@ -120,23 +106,13 @@ move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, boo
 	nulls[4] = details ? ' ' : 'n';
 	args[5] = BoolGetDatum(keep_lease);
 
-	kept_plan(&plan,
+	tvdb_keep_plan(&plan,
 			  "UPDATE upload_pipeline.upload_jobs u " MOVE_SET
 			  "FROM unnest($1, coalesce($5, '{}')) AS d(job_id, detail) "
 			  "WHERE u.job_id = d.job_id AND u.lease_owner = $2 AND u.status = $3 "
 			  "RETURNING u.job_id",
 			  6, types);
-	if (detail_d)
-		tvdb_set_pending_details(job_d, detail_d, n);
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(plan, args, nulls, false, 0);
-	}
-	PG_FINALLY();
-	{
-		tvdb_clear_pending_detail();
-	}
-	PG_END_TRY();
+	rc = tvdb_execute_with_details(plan, args, nulls, job_d, detail_d, detail_d ? n : 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "job update failed: %s", SPI_result_code_string(rc));
 }
@@ -205,7 +181,7 @@ tvdb_take(PG_FUNCTION_ARGS)
 	check_status_name(PG_GETARG_TEXT_PP(1));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	kept_plan(&plan,
+	tvdb_keep_plan(&plan,
 			  "UPDATE upload_pipeline.upload_jobs u "
 			  "SET status = $2, next_poll_at = NULL, lease_owner = $3,"
 			  " lease_expires_at = now() + make_interval(secs => $5) "

@@ -16,15 +16,16 @@ PG_FUNCTION_INFO_V1(tvdb_transition);
 
 #define MAX_FILENAME_BYTES 1024
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+/* Prepare sql once per backend and keep the plan in *slot. */
+SPIPlanPtr
+tvdb_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
 		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			elog(ERROR, "SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), sql);
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		*slot = plan;
@@ -110,7 +111,7 @@ tvdb_upload(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	keep_plan(&plan,
+	tvdb_keep_plan(&plan,
 			  "WITH ids AS ("
 			  "  SELECT gen_random_uuid() AS document_id, gen_random_uuid() AS job_id,"
 			  "         encode(sha256($2), 'hex') AS sha256, octet_length($2) AS size,"
@@ -177,7 +178,7 @@ tvdb_transition(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	keep_plan(&read_plan,
+	tvdb_keep_plan(&read_plan,
 			  "SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = $1",
 			  1, read_types);
 	rc = SPI_execute_plan(read_plan, &job_id, NULL, false, 1);
@@ -210,7 +211,7 @@ tvdb_transition(PG_FUNCTION_ARGS)
 	if (tvdb_edge_lookup(from, to) == NULL)
 		tvdb_report_invalid_transition(from, to);
 
-	keep_plan(&update_plan,
+	tvdb_keep_plan(&update_plan,
 			  "UPDATE upload_pipeline.upload_jobs SET status = $2,"
 			  " last_error = CASE WHEN $2 LIKE 'failed\\_%' AND $4 ? 'error'"
 			  "                   THEN $4->>'error' ELSE last_error END"
@@ -221,16 +222,7 @@ tvdb_transition(PG_FUNCTION_ARGS)
 	args[2] = CStringGetTextDatum(tvdb_status_name(from));
 	args[3] = detail;
 
-	tvdb_set_pending_detail(job_id, detail);
-	PG_TRY();
-	{
-		rc = SPI_execute_plan(update_plan, args, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		tvdb_clear_pending_detail();
-	}
-	PG_END_TRY();
+	rc = tvdb_execute_with_details(update_plan, args, NULL, &job_id, &detail, 1);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "job update failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -45,11 +45,26 @@ pending_cmp(const void *a, const void *b)
 	return memcmp(&((const PendingDetail *) a)->job, &((const PendingDetail *) b)->job, sizeof(pg_uuid_t));
 }
 
-/* details[i] (a jsonb, or 0 for none) goes with jobs[i]; both stay the caller's until cleared */
-void
-tvdb_set_pending_details(const Datum *jobs, const Datum *details, int n)
+static void
+clear_pending(void)
+{
+	if (pending)
+		pfree(pending);
+	pending = NULL;
+	n_pending = 0;
+}
+
+/*
+ * Run plan (an UPDATE of upload_pipeline.upload_jobs) with details[i] (a
+ * jsonb, or 0 for none) written into the event of jobs[i]; the result code
+ * of SPI_execute_plan.
+ */
+int
+tvdb_execute_with_details(SPIPlanPtr plan, Datum *args, const char *nulls,
+						  const Datum *jobs, const Datum *details, int n)
 {
 	PendingDetail *p = palloc(sizeof(PendingDetail) * Max(n, 1));
+	volatile int rc = 0;
 	int			k = 0;
 
 	for (int i = 0; i < n; i++)
@@ -62,21 +77,16 @@ tvdb_set_pending_details(const Datum *jobs, const Datum *details, int n)
 	qsort(p, k, sizeof(PendingDetail), pending_cmp);
 	pending = p;
 	n_pending = k;
-}
-
-void
-tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb)
-{
-	tvdb_set_pending_details(&job_id, &detail_jsonb, 1);
-}
-
-void
-tvdb_clear_pending_detail(void)
-{
-	if (pending)
-		pfree(pending);
-	pending = NULL;
-	n_pending = 0;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		clear_pending();
+	}
+	PG_END_TRY();
+	return rc;
 }
 
 static Datum
@@ -99,40 +109,22 @@ static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr
 event_insert_plan(void)
 {
-	if (insert_plan == NULL)
-	{
-		Oid			types[INSERT_NARGS] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
-			JSONBOID, UUIDOID, TEXTOID, TEXTOID, INTERVALOID, INT4OID};
-		SPIPlanPtr	plan;
+	Oid			types[INSERT_NARGS] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
+		JSONBOID, UUIDOID, TEXTOID, TEXTOID, INTERVALOID, INT4OID};
 
-		plan = SPI_prepare("INSERT INTO upload_pipeline.events "
-						   "(job_id, document_id, type, severity, code, payload, "
-						   " correlation_id, ts, from_status, to_status, "
-						   " in_previous_state, attempt) "
-						   "VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11)",
-						   INSERT_NARGS, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for the event insert: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed for the event insert");
-		insert_plan = plan;
-	}
-	return insert_plan;
+	return tvdb_keep_plan(&insert_plan,
+						  "INSERT INTO upload_pipeline.events "
+						  "(job_id, document_id, type, severity, code, payload, "
+						  " correlation_id, ts, from_status, to_status, "
+						  " in_previous_state, attempt) "
+						  "VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11)",
+						  INSERT_NARGS, types);
 }
 
 static Datum
 column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
 {
-	int			att = SPI_fnumber(td->tg_relation->rd_att, name);
-
-	if (att <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s\" has no column \"%s\"",
-						RelationGetRelationName(td->tg_relation), name),
-				 errdetail("tvdb's status triggers belong on upload_pipeline.upload_jobs.")));
-	return heap_getattr(tuple, att, td->tg_relation->rd_att, isnull);
+	return heap_getattr(tuple, tvdb_trigger_column(td, name), td->tg_relation->rd_att, isnull);
 }
 
 static TvdbStatus

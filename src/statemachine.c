@@ -166,8 +166,9 @@ tuple_status(HeapTuple tuple, TupleDesc desc, int attnum)
 	return tvdb_status_parse(TextDatumGetCString(d));
 }
 
-static int
-required_column(TriggerData *trigdata, const char *name)
+/* The attribute number of a column the status triggers need (events.c too). */
+int
+tvdb_trigger_column(TriggerData *trigdata, const char *name)
 {
 	int			attnum = SPI_fnumber(trigdata->tg_relation->rd_att, name);
 
@@ -210,7 +211,7 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 				 errmsg("tvdb_guard_status() must be fired BEFORE INSERT OR UPDATE FOR EACH ROW")));
 
 	desc = trigdata->tg_relation->rd_att;
-	status_att = required_column(trigdata, "status");
+	status_att = tvdb_trigger_column(trigdata, "status");
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -230,16 +231,16 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	if (edge == NULL)
 		tvdb_report_invalid_transition(from, to);
 
-	cols[ncols] = required_column(trigdata, "status_changed_at");
+	cols[ncols] = tvdb_trigger_column(trigdata, "status_changed_at");
 	values[ncols++] = now;
 	if (from != TVDB_NO_STATUS)
 	{
-		cols[ncols] = required_column(trigdata, "updated_at");
+		cols[ncols] = tvdb_trigger_column(trigdata, "updated_at");
 		values[ncols++] = now;
 	}
 	if (edge->is_retry)
 	{
-		int			att = required_column(trigdata, "attempts");
+		int			att = tvdb_trigger_column(trigdata, "attempts");
 		bool		isnull;
 		Datum		old = heap_getattr(trigdata->tg_trigtuple, att, desc, &isnull);
 

@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 #include "fmgr.h"
+#include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
@@ -57,11 +58,15 @@ extern TvdbStatus tvdb_status_lookup(const char *name);
 extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
 extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
 extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
+struct TriggerData;
+extern int	tvdb_trigger_column(struct TriggerData *trigdata, const char *name);
 
-/* events.c: details handed from tvdb.transition() and batch moves to the event trigger */
-extern void tvdb_set_pending_detail(Datum job_id, Datum detail_jsonb);
-extern void tvdb_set_pending_details(const Datum *jobs, const Datum *details, int n);
-extern void tvdb_clear_pending_detail(void);
+/* events.c: an UPDATE of jobs whose events carry the caller's details */
+extern int	tvdb_execute_with_details(SPIPlanPtr plan, Datum *args, const char *nulls,
+									  const Datum *jobs, const Datum *details, int n);
+
+/* api.c: prepare a statement once per backend and keep it */
+extern SPIPlanPtr tvdb_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
 
 /* hmac.c */
 extern List *tvdb_configured_webhook_secrets(void);
