@@ -99,30 +99,6 @@ array_of(Datum *d, int n, Oid type)
 	return PointerGetDatum(construct_array(d, n, type, len, byval, align));
 }
 
-static Datum
-json_detail(const char *fmt, ...) pg_attribute_printf(1, 2);
-
-static Datum
-json_detail(const char *fmt,...)
-{
-	StringInfoData s;
-	va_list		ap;
-
-	initStringInfo(&s);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(ap, fmt);
-		needed = appendStringInfoVA(&s, fmt, ap);
-		va_end(ap);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&s, needed);
-	}
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
-}
-
 /*
  * Chunk the jobs of the batch: c->ids (a uuid[] of jobs in chunking leased
  * to us) or, when c->ids is 0, the parsed jobs _take gives.
@@ -182,7 +158,7 @@ tvdb_chunk_batch(void *arg)
 
 			if (err == NULL)
 			{
-				ok_detail[n_ok] = json_detail("{\"chunks\": %d}", r.n - before);
+				ok_detail[n_ok] = DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("{\"chunks\": %d}", r.n - before)));
 				ok_jobs[n_ok++] = job;
 				continue;
 			}
