@@ -187,7 +187,7 @@ UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id IN (
 SELECT pg_temp.walk(:'m2', ARRAY['parsed']);
 SELECT tvdb._parse_fetched_all('regress', ARRAY[:'m1', :'m2']::uuid[],
                                ARRAY['{"markdown": "# M1\n\nbody", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false}}',
-                                     '{"markdown": "# M2", "job_metadata": {"job_pages": 1, "job_is_cache_hit": true}}'],
+                                     '{"markdown": "# M2", "job_metadata": {"job_pages": 1, "job_is_cache_hit": true}}']::jsonb[],
                                ARRAY[7.0, 8.0], 0.003) AS parsed;
 SELECT d.filename, j.status, coalesce(j.lease_owner, 'no lease') AS lease, j.parsed_path = format('storage://parsed/%s/%s.md', j.document_id, j.job_id) AS path_ok,
        convert_from(b.content, 'UTF8') AS markdown, j.parsed_sha256 = b.sha256 AS sha_ok,

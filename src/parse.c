@@ -225,7 +225,7 @@ tvdb_flush_answers(void)
 	1, {INT4OID}, {Int32GetDatum(tvdb_poll_min_ms)}};
 	Flush		polls = {&running, "SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", false,
 	2, {INT4OID, INT4OID}, {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_ms)}};
-	Flush		results = {&fetched, "SELECT tvdb._parse_fetched_all($1, $2, $3, $4, $5)", true,
+	Flush		results = {&fetched, "SELECT tvdb._parse_fetched_all($1, $2, $3::jsonb[], $4, $5)", true,
 	1, {FLOAT8OID}, {Float8GetDatum(tvdb_llamaparse_usd_per_page)}};
 
 	flush(&uploads, "tvdb: recording LlamaParse uploads");

@@ -128,31 +128,52 @@ BEGIN
 END
 $$;
 
--- Store parsed markdown and move parse_queued -> parsed (worker or mock).
-CREATE FUNCTION tvdb._store_parsed(job uuid, owner text, markdown text, detail jsonb)
-    RETURNS boolean LANGUAGE plpgsql
+-- Store parsed markdown and move parse_queued -> parsed, for the jobs of a
+-- batch still leased to owner in parse_queued (a webhook may have parsed
+-- the others meanwhile): markdowns[i] and details[i] go with jobs[i].  The
+-- ids of the jobs moved.
+CREATE FUNCTION tvdb._store_parsed_all(jobs uuid[], owner text, markdowns text[], details jsonb[])
+    RETURNS uuid[] LANGUAGE plpgsql
 AS $$
 DECLARE
-    j upload_pipeline.upload_jobs;
-    md bytea := convert_to(markdown, 'UTF8');
-    md_path text;
+    ours uuid[];
+    paths text[];
+    mds bytea[];
+    ds jsonb[];
 BEGIN
-    SELECT * INTO j FROM upload_pipeline.upload_jobs u
-    WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'parse_queued' FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN false;
+    SELECT array_agg(v.job ORDER BY v.i),
+           array_agg(format('storage://parsed/%s/%s.md', u.document_id, v.job) ORDER BY v.i),
+           array_agg(v.md ORDER BY v.i),
+           array_agg(v.detail || jsonb_build_object('content_length', octet_length(v.md)) ORDER BY v.i)
+    INTO ours, paths, mds, ds
+    FROM (SELECT w.job, w.i, w.detail, convert_to(w.markdown, 'UTF8') AS md
+          FROM unnest(jobs, markdowns, details) WITH ORDINALITY AS w(job, markdown, detail, i)) v
+    JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
+          WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.status = 'parse_queued'
+          FOR UPDATE) u ON u.job_id = v.job;
+    IF ours IS NULL THEN
+        RETURN '{}';
     END IF;
-    md_path := format('storage://parsed/%s/%s.md', j.document_id, j.job_id);
     INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
-    VALUES (md_path, md, 'text/markdown', encode(sha256(md), 'hex'), octet_length(md))
+    SELECT v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
+    FROM unnest(paths, mds) AS v(path, md)
     ON CONFLICT (path) DO UPDATE
         SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
             size_bytes = EXCLUDED.size_bytes, created_at = now();
     UPDATE upload_pipeline.upload_jobs u
-    SET parsed_path = md_path, parsed_sha256 = encode(sha256(md), 'hex'), next_poll_at = NULL
-    WHERE u.job_id = job;
-    RETURN tvdb._advance(job, owner, 'parse_queued', 'parsed',
-                         detail || jsonb_build_object('content_length', octet_length(md)));
+    SET parsed_path = v.path, parsed_sha256 = encode(sha256(v.md), 'hex'), next_poll_at = NULL
+    FROM unnest(ours, paths, mds) AS v(job, path, md)
+    WHERE u.job_id = v.job;
+    RETURN tvdb._advance_all(ours, owner, 'parse_queued', 'parsed', ds);
+END
+$$;
+
+-- The same for one job (the mock parser): false if it was not ours to move.
+CREATE FUNCTION tvdb._store_parsed(job uuid, owner text, markdown text, detail jsonb)
+    RETURNS boolean LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN cardinality(tvdb._store_parsed_all(ARRAY[job], owner, ARRAY[markdown], ARRAY[detail])) = 1;
 END
 $$;
 
@@ -188,4 +209,5 @@ REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLI
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
                                           integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._finish_embeddings(uuid[], text) FROM PUBLIC;

@@ -93,13 +93,8 @@ DECLARE
     j jsonb := tvdb._json_or_null(body);
 BEGIN
     IF http_status = 200 AND j ->> 'id' IS NOT NULL THEN
-        PERFORM tvdb._record_usage('llamaparse', 'upload', job, NULL, http_status, latency_ms);
-        UPDATE upload_pipeline.upload_jobs u
-        SET parse_job_id = j ->> 'id',
-            next_poll_at = clock_timestamp() + make_interval(secs => poll_after_ms / 1000.0)
-        WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'uploaded';
-        RETURN CASE WHEN tvdb._advance(job, owner, 'uploaded', 'parse_queued',
-                                       jsonb_build_object('parse_job_id', j ->> 'id'))
+        RETURN CASE WHEN tvdb._parse_submitted_all(owner, ARRAY[job], ARRAY[j ->> 'id'],
+                                                   ARRAY[latency_ms], poll_after_ms) = 1
                     THEN 'done' ELSE 'lost' END;
     END IF;
     RETURN tvdb._parse_refused(job, owner, 'upload', 'uploaded', http_status, body, failure,
@@ -118,26 +113,19 @@ DECLARE
     j jsonb := tvdb._json_or_null(body);
     state text := upper(j ->> 'status');
     msg text;
-    waited double precision;
 BEGIN
     IF http_status <> 200 OR state IS NULL THEN
         RETURN tvdb._parse_refused(job, owner, 'job_status', 'parse_queued', http_status, body, failure,
                                    latency_ms, retry_after_ms,
                                    'LlamaParse job answer has no status: ' || left(body, 200));
     END IF;
+    IF state IN ('PENDING', 'RUNNING', 'IN_PROGRESS') THEN
+        PERFORM tvdb._parse_polled_all(owner, ARRAY[job], ARRAY[latency_ms], poll_min_ms, poll_max_ms);
+        RETURN 'wait';
+    END IF;
     PERFORM tvdb._record_usage('llamaparse', 'job_status', job, NULL, http_status, latency_ms);
     IF state = 'SUCCESS' THEN
         RETURN 'fetch';
-    ELSIF state IN ('PENDING', 'RUNNING', 'IN_PROGRESS') THEN
-        -- Poll again after a quarter of the time waited so far, within bounds.
-        SELECT extract(epoch FROM clock_timestamp() - u.status_changed_at) * 1000 INTO waited
-        FROM upload_pipeline.upload_jobs u WHERE u.job_id = job;
-        UPDATE upload_pipeline.upload_jobs u
-        SET next_poll_at = clock_timestamp() + make_interval(secs =>
-                greatest(poll_min_ms, least(poll_max_ms, waited / 4)) / 1000.0),
-            lease_owner = NULL, lease_expires_at = NULL
-        WHERE u.job_id = job AND u.lease_owner = owner;
-        RETURN 'wait';
     END IF;
     -- ERROR, CANCELLED / CANCELED, PARTIAL_SUCCESS, or a status we do not know.
     msg := format('LlamaParse job %s%s%s', state,
@@ -204,20 +192,10 @@ CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, b
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
-    pages integer;
-    hit boolean;
 BEGIN
     IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' THEN
-        pages := CASE WHEN jsonb_typeof(j -> 'job_metadata' -> 'job_pages') = 'number'
-                      THEN (j -> 'job_metadata' ->> 'job_pages')::numeric::integer END;
-        hit := CASE WHEN jsonb_typeof(j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
-                    THEN (j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END;
-        PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms,
-                                   pages => pages, cache_hit => hit,
-                                   cost_usd => (CASE WHEN hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END)::numeric);
-        RETURN CASE WHEN tvdb._store_parsed(job, owner, j ->> 'markdown',
-                                            jsonb_strip_nulls(jsonb_build_object('via', 'poll',
-                                                'pages', pages, 'cache_hit', hit)))
+        RETURN CASE WHEN tvdb._parse_fetched_all(owner, ARRAY[job], ARRAY[j], ARRAY[latency_ms],
+                                                 usd_per_page) = 1
                     THEN 'done' ELSE 'lost' END;
     END IF;
     IF http_status = 404 THEN
@@ -235,30 +213,25 @@ BEGIN
 END
 $$;
 
--- Results fetched, many at once (the worker checked in C that each is a
--- JSON object with a markdown string): what _parse_fetched does with them,
--- in a few statements for all.  Jobs no longer ours (a webhook parsed them
--- meanwhile) get only their ledger row.  The number of jobs moved to parsed.
-CREATE FUNCTION tvdb._parse_fetched_all(owner text, jobs uuid[], bodies text[],
+-- Results fetched, many at once (answers[i] for jobs[i], each a JSON object
+-- with a markdown string): every request in the ledger with its pages,
+-- cache hit and cost, and the markdown stored for the jobs still ours (a
+-- webhook may have parsed the others).  The number of jobs moved to parsed.
+CREATE FUNCTION tvdb._parse_fetched_all(owner text, jobs uuid[], answers jsonb[],
                                         latencies double precision[], usd_per_page double precision)
     RETURNS integer LANGUAGE plpgsql
 AS $$
 DECLARE
-    ours uuid[];
-    paths text[];
-    mds bytea[];
+    markdowns text[];
     details jsonb[];
 BEGIN
-    WITH a AS (
-        SELECT v.job, v.latency, v.i, v.body::jsonb AS j
-        FROM unnest(jobs, bodies, latencies) WITH ORDINALITY AS v(job, body, latency, i)
-    ), m AS (
-        SELECT a.*, convert_to(a.j ->> 'markdown', 'UTF8') AS md,
-               CASE WHEN jsonb_typeof(a.j -> 'job_metadata' -> 'job_pages') = 'number'
-                    THEN (a.j -> 'job_metadata' ->> 'job_pages')::numeric::integer END AS pages,
-               CASE WHEN jsonb_typeof(a.j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
-                    THEN (a.j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END AS hit
-        FROM a
+    WITH m AS (
+        SELECT v.job, v.latency, v.i, v.j,
+               CASE WHEN jsonb_typeof(v.j -> 'job_metadata' -> 'job_pages') = 'number'
+                    THEN (v.j -> 'job_metadata' ->> 'job_pages')::numeric::integer END AS pages,
+               CASE WHEN jsonb_typeof(v.j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
+                    THEN (v.j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END AS hit
+        FROM unnest(jobs, answers, latencies) WITH ORDINALITY AS v(job, j, latency, i)
     ), ledger AS (
         INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms,
                                            pages, cache_hit, cost_usd)
@@ -266,29 +239,12 @@ BEGIN
                (CASE WHEN m.hit THEN 0 ELSE coalesce(m.pages, 0) * usd_per_page END)::numeric
         FROM m
     )
-    SELECT array_agg(m.job ORDER BY m.i),
-           array_agg(format('storage://parsed/%s/%s.md', u.document_id, m.job) ORDER BY m.i),
-           array_agg(m.md ORDER BY m.i),
-           array_agg(jsonb_strip_nulls(jsonb_build_object('via', 'poll', 'pages', m.pages, 'cache_hit', m.hit,
-                                                          'content_length', octet_length(m.md))) ORDER BY m.i)
-    INTO ours, paths, mds, details
-    FROM m JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
-                 WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.status = 'parse_queued'
-                 FOR UPDATE) u ON u.job_id = m.job;
-    IF ours IS NULL THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
-    SELECT v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
-    FROM unnest(paths, mds) AS v(path, md)
-    ON CONFLICT (path) DO UPDATE
-        SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
-            size_bytes = EXCLUDED.size_bytes, created_at = now();
-    UPDATE upload_pipeline.upload_jobs u
-    SET parsed_path = v.path, parsed_sha256 = encode(sha256(v.md), 'hex'), next_poll_at = NULL
-    FROM unnest(ours, paths, mds) AS v(job, path, md)
-    WHERE u.job_id = v.job;
-    RETURN cardinality(tvdb._advance_all(ours, owner, 'parse_queued', 'parsed', details));
+    SELECT array_agg(m.j ->> 'markdown' ORDER BY m.i),
+           array_agg(jsonb_strip_nulls(jsonb_build_object('via', 'poll', 'pages', m.pages,
+                                                          'cache_hit', m.hit)) ORDER BY m.i)
+    INTO markdowns, details
+    FROM m;
+    RETURN cardinality(tvdb._store_parsed_all(jobs, owner, markdowns, details));
 END
 $$;
 
@@ -382,8 +338,9 @@ COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, t
 COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
 COMMENT ON FUNCTION tvdb._parse_submitted_all(text, uuid[], text[], double precision[], integer) IS 'internal (worker): record many accepted LlamaParse uploads at once';
 COMMENT ON FUNCTION tvdb._parse_polled_all(text, uuid[], double precision[], integer, integer) IS 'internal (worker): record many LlamaParse polls that found the job still running';
-COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], text[], double precision[], double precision) IS 'internal (worker): store many fetched LlamaParse results at once';
+COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], jsonb[], double precision[], double precision) IS 'internal (worker): store many fetched LlamaParse results at once';
 COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
 COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
 COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
 COMMENT ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) IS 'internal (worker): store parsed markdown and move parse_queued -> parsed';
+COMMENT ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) IS 'internal (worker): store the parsed markdown of a batch of jobs and move them to parsed';
