@@ -609,15 +609,23 @@ class Handler(fakecommon.BaseHandler):
         app.stats.inc("upload", "200")
         self.send_json(200, {"id": job.id, "status": "PENDING"})
 
-    def job_status(self, job):
+    def injected_500(self, stat):
+        """The poll_error_rate knob: that share of polls and fetches is answered 500."""
         app = self.app
         rate = app.knobs.get("poll_error_rate")
-        if rate > 0:
-            with app.lock:
-                bad = app.rng.random() < rate
-            if bad:
-                app.stats.inc("job", "500")
-                return self.detail(500, "Internal Server Error")
+        if rate <= 0:
+            return False
+        with app.lock:
+            bad = app.rng.random() < rate
+        if bad:
+            app.stats.inc(stat, "500")
+            self.detail(500, "Internal Server Error")
+        return bad
+
+    def job_status(self, job):
+        app = self.app
+        if self.injected_500("job"):
+            return
         with app.lock:
             job.polls += 1
         st = job.status(time.monotonic())
@@ -630,13 +638,8 @@ class Handler(fakecommon.BaseHandler):
 
     def job_result(self, job):
         app = self.app
-        rate = app.knobs.get("poll_error_rate")
-        if rate > 0:
-            with app.lock:
-                bad = app.rng.random() < rate
-            if bad:
-                app.stats.inc("result", "500")
-                return self.detail(500, "Internal Server Error")
+        if self.injected_500("result"):
+            return
         st = job.status(time.monotonic())
         if st not in ("SUCCESS", "PARTIAL_SUCCESS"):
             app.stats.inc("result", "404")
