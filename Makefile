@@ -3,22 +3,27 @@
 EXTENSION  = tvdb
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" tvdb.control)
 
+# src/ holds what every process of the module uses; src/backend/ what runs in
+# application backends (no libcurl there); src/worker/ the background worker's
+# loop and mechanics; src/stages/ the pipeline stages; src/chunker/ plain C.
 MODULE_big = tvdb
-OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/backend/*.c src/worker/*.c \
+                                            src/stages/*.c src/chunker/*.c)))
 SHLIB_LINK += -lcurl -lcmark-gfm -lcmark-gfm-extensions
 
-# The install script is assembled from the files in sql/install, in name order.
-INSTALL_SQL = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The install script is assembled from the files in extension/install, in
+# name order; upgrade scripts (extension/tvdb--A--B.sql) ship as they are.
+INSTALL_SQL = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA_built  = $(INSTALL_SQL)
-DATA        = $(wildcard sql/*--*--*.sql)
+DATA        = $(wildcard extension/$(EXTENSION)--*--*.sql)
 
-# pg_regress: every sql/*.sql except the extension scripts.
-REGRESS = $(sort $(filter-out $(EXTENSION)--%,$(basename $(notdir $(wildcard sql/*.sql)))))
+# pg_regress: every sql/*.sql (sql/ holds tests only).
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto --load-extension=tvdb
 ISOLATION = $(basename $(notdir $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=tvdb
 
-PG_CPPFLAGS = -DTVDB_VERSION='"$(EXTVERSION)"' -Wall -Wextra -Werror \
+PG_CPPFLAGS = -Isrc -DTVDB_VERSION='"$(EXTVERSION)"' -Wall -Wextra -Werror \
               -Wno-unused-parameter -Wno-missing-field-initializers
 EXTRA_CLEAN = $(INSTALL_SQL) results output_iso regression.diffs regression.out
 
@@ -26,6 +31,6 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(INSTALL_SQL): $(sort $(wildcard sql/install/*.sql))
+$(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql))
 	cat $^ > $@
 include mk/webhookd.mk

@@ -27,6 +27,30 @@ ORDER BY 1, 2;
 SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) IS NOT NULL AS partial
 FROM pg_index WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass ORDER BY 1;
 
+-- The status lists in SQL come from the C table: the claimable index covers
+-- exactly the statuses with work left, the retry index the failures, and the
+-- worker's due-time query looks at the claimable ones.
+SELECT (SELECT string_agg(quote_literal(status), ', ' ORDER BY ordinal) FROM tvdb.statuses
+        WHERE NOT is_terminal AND NOT is_failure) AS working,
+       (SELECT string_agg(quote_literal(status), ', ' ORDER BY ordinal) FROM tvdb.statuses
+        WHERE is_failure) AS failing;
+SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS predicate
+FROM pg_index WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass
+  AND indexrelid::regclass::text ~ '(claimable|retry_due)' ORDER BY 1;
+SELECT position(tvdb._status_list(true, false) IN prosrc) > 0 AS due_time_uses_the_working_list
+FROM pg_proc WHERE oid = 'tvdb._next_due_ms()'::regprocedure;
+
+-- Nothing that reads the clock is declared STABLE or IMMUTABLE.
+SELECT p.oid::regprocedure AS misdeclared FROM pg_proc p
+WHERE p.pronamespace = 'tvdb'::regnamespace AND p.provolatile <> 'v'
+  AND p.prosrc ~ '(clock_timestamp|timeofday)';
+
+-- Internal functions that touch jobs or wake the workers are not for PUBLIC.
+SELECT p.oid::regprocedure AS public_internal FROM pg_proc p
+WHERE p.pronamespace = 'tvdb'::regnamespace AND p.proname LIKE '\_%'
+  AND p.provolatile = 'v' AND has_function_privilege('public', p.oid, 'EXECUTE')
+ORDER BY 1;
+
 -- Triggers on the job table.
 SELECT tgname, tgenabled FROM pg_trigger
 WHERE tgrelid = 'upload_pipeline.upload_jobs'::regclass AND NOT tgisinternal ORDER BY 1;

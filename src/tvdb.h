@@ -1,6 +1,7 @@
 /*
- * tvdb.h — declarations shared by the tvdb extension's C files:
- * the job statuses, the transition table, tvdb's own SQLSTATEs and GUCs.
+ * tvdb.h — what every C file of the server module shares: the job statuses
+ * and the edge table, tvdb's own SQLSTATEs, the settings and the one SPI
+ * helper.  Never includes libcurl: application backends use it.
  */
 #ifndef TVDB_H
 #define TVDB_H
@@ -10,6 +11,9 @@
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
+
+#include "guc.h"
 
 /*
  * tvdb's own SQLSTATEs, class "TV" (implementation-defined classes start
@@ -54,6 +58,7 @@ typedef struct TvdbEdge
 
 /* statemachine.c */
 extern const char *tvdb_status_name(TvdbStatus s);
+extern bool tvdb_status_is_failure(TvdbStatus s);
 extern TvdbStatus tvdb_status_lookup(const char *name);
 extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
 extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
@@ -61,21 +66,33 @@ extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 struct TriggerData;
 extern int	tvdb_trigger_column(struct TriggerData *trigdata, const char *name);
 
-/* events.c: an UPDATE of jobs whose events carry the caller's details */
-extern int	tvdb_execute_with_details(SPIPlanPtr plan, Datum *args, const char *nulls,
-									  const Datum *jobs, const Datum *details, int n);
+/* backend/details.c: a status change whose events carry the caller's details */
+extern uint64 tvdb_update_with_details(const char *sql, int nargs, const Oid *types, Datum *args,
+									   const char *nulls, const Datum *jobs, const Datum *details,
+									   int n, int expect);
+extern Datum tvdb_pending_detail(Datum job_id);
 
-/* api.c: prepare a statement once per backend and keep it */
-extern SPIPlanPtr tvdb_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
-
-/* hmac.c */
+/* backend/hmac.c */
 extern List *tvdb_configured_webhook_secrets(void);
 extern bool tvdb_verify_signature(bytea *body, Jsonb *headers, List *secrets);
 
-/* tvdb.c: GUCs */
-extern int	tvdb_max_upload_bytes;
-extern char *tvdb_webhook_secrets;
-extern int	tvdb_webhook_tolerance;
-extern int	tvdb_webhook_max_bytes;
+/* wakeup.c: workers sleep on their latch; a commit that made work wakes them */
+extern void tvdb_wakeup_init(void);
+extern void tvdb_wakeup_register(int slot);
+extern void tvdb_wakeup_on_commit(void);
+
+/* spi.c: one plan cache for every statement tvdb runs */
+extern SPIPlanPtr tvdb_plan(const char *sql, int nargs, const Oid *types);
+extern uint64 tvdb_spi_run(const char *sql, int nargs, const Oid *types, Datum *values,
+						   const char *nulls, int expect);
+extern uint64 tvdb_spi_run_in_snapshot(const char *sql, int nargs, const Oid *types, Datum *values,
+									   const char *nulls, Snapshot snapshot, int expect);
+extern void tvdb_spi_connect(void);
+extern void tvdb_spi_finish(void);
+extern char *tvdb_spi_text(uint64 row, int col);
+extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
+
+/* worker/loop.c: registered from _PG_init when preloaded */
+extern void tvdb_register_workers(void);
 
 #endif							/* TVDB_H */

@@ -3,7 +3,7 @@
  * transaction that creates work (any status change) wakes them when it
  * commits, not before: a worker woken earlier would not see the rows yet.
  */
-#include "worker.h"
+#include "tvdb.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"

@@ -296,7 +296,7 @@ class LlamaParseApp:
             "webhook": False, "webhook_url": "", "webhook_secret": "fake-webhook-secret",
             "webhook_style": "sha256", "webhook_header": "X-Webhook-Signature",
             "webhook_retries": 3, "webhook_repeat": 1, "webhook_bad_signature": False,
-            "webhook_timeout": 10.0,
+            "webhook_timeout": 10.0, "absurd_pages_marker": None,
         })
         for name, value in (("api_key", args.api_key), ("latency", args.latency),
                             ("error_rate", args.error_rate),
@@ -445,6 +445,11 @@ class LlamaParseApp:
 
     def metadata(self, j):
         credits = 0.0 if j.cache_hit else j.pages * self.knobs.get("credits_per_page")
+        marker = self.knobs.get("absurd_pages_marker")
+        if marker and marker in (j.filename or ""):
+            # fault injection: a page count no integer column holds
+            return {"job_pages": 10 ** 12, "job_is_cache_hit": False, "credits_used": credits,
+                    "job_credits_usage": j.pages, "job_auto_mode_triggered_pages": 0}
         return {"job_pages": j.pages, "job_is_cache_hit": j.cache_hit,
                 "credits_used": credits, "job_credits_usage": 0 if j.cache_hit else j.pages,
                 "job_auto_mode_triggered_pages": 0}

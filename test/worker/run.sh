@@ -182,6 +182,26 @@ is "$(q "select status || ': ' || (last_error like 'HTTP 400: %POISON%')::text f
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 0, "error_rate": 0}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 0, "fail_marker": null}' >/dev/null
 
+echo "# phase 1c: an answer that can never be recorded holds back only its own job"
+# A result whose page count no integer holds fails the batch that records
+# the results; the answers are then recorded one by one, and that one job
+# ends failed_parse with the reason, its request still in the ledger.
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"absurd_pages_marker": "ABSURD"}' >/dev/null
+q "SELECT tvdb.upload('p1c-a.md', convert_to(E'# A\n\nFine.', 'UTF8')),
+          tvdb.upload('p1c-ABSURD.md', convert_to(E'# B\n\nCounted wrong.', 'UTF8')),
+          tvdb.upload('p1c-c.md', convert_to(E'# C\n\nAlso fine.', 'UTF8'))" >/dev/null
+wait_settled p1c- 120; ok $? "every phase-1c document settled"
+is "$(q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'p1c-%'")" \
+   "p1c-ABSURD.md:failed_parse p1c-a.md:complete p1c-c.md:complete" \
+   "the unrecordable answer fails only its own job"
+is "$(q "select last_error like '%out of range%' from tvdb.jobs where filename = 'p1c-ABSURD.md'")" t \
+   "its reason names what could not be recorded"
+is "$(q "select count(*) || ':' || bool_and(u.http_status = 200 and u.error like 'answer not recorded:%')
+          from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+          where j.filename = 'p1c-ABSURD.md' and u.operation = 'result'")" "1:true" \
+   "its result request is in the ledger once, as not recorded"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"absurd_pages_marker": null}' >/dev/null
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
@@ -230,7 +250,7 @@ wait_settled p3- 240; ok $? "its jobs are finished by the workers afterwards"
 
 echo "# phase 4: webhooks meet the worker"
 # Polls are an hour apart here, so only a webhook can move these jobs on soon.
-psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.poll_interval_min = '1h'" -c "ALTER SYSTEM SET tvdb.poll_interval_max = '1h'" \
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.poll_interval_max = '1h'" -c "ALTER SYSTEM SET tvdb.poll_interval_min = '1h'" \
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 q "SELECT tvdb.upload('p4-hint.md', convert_to(E'# Hint\n\nParsed by LlamaParse, announced by an event.', 'UTF8')),

@@ -1,0 +1,257 @@
+-- The background worker's side of the database: the usage ledger, and the
+-- short transactions it runs to claim work and to record what came back.
+-- The worker (src/worker.c) calls these; no transaction spans a request.
+-- They are revoked from PUBLIC and run in the worker's session, whose
+-- search_path is pg_catalog, pg_temp: no SET clause, which costs on every call.
+
+CREATE TABLE upload_pipeline.usage (
+    usage_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts            timestamptz NOT NULL DEFAULT now(),
+    service       text NOT NULL CHECK (service IN ('llamaparse', 'openai', 'mock')),
+    operation     text NOT NULL,
+    job_id        uuid,
+    job_ids       uuid[] NOT NULL DEFAULT '{}',
+    http_status   integer,
+    latency_ms    double precision,
+    pages         integer,
+    cache_hit     boolean,
+    inputs        integer,
+    prompt_tokens integer,
+    cost_usd      numeric NOT NULL DEFAULT 0,
+    error         text
+);
+COMMENT ON TABLE upload_pipeline.usage IS
+    'the usage ledger: one row per external request (or mock step), with its cost in USD';
+COMMENT ON COLUMN upload_pipeline.usage.job_ids IS 'every job a batched request served (embeddings)';
+COMMENT ON COLUMN upload_pipeline.usage.http_status IS '0 when no HTTP response arrived (timeout, connection refused)';
+CREATE INDEX usage_ts_idx ON upload_pipeline.usage (ts);
+CREATE INDEX usage_job_idx ON upload_pipeline.usage (job_id);
+SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.usage', '');
+
+CREATE VIEW tvdb.usage_summary AS
+    SELECT service, operation, count(*) AS requests,
+           count(*) FILTER (WHERE http_status BETWEEN 200 AND 299) AS succeeded,
+           sum(pages) AS pages, sum(prompt_tokens) AS prompt_tokens,
+           sum(cost_usd) AS cost_usd, round(avg(latency_ms)::numeric, 1) AS avg_latency_ms
+    FROM upload_pipeline.usage GROUP BY service, operation;
+COMMENT ON VIEW tvdb.usage_summary IS 'requests, pages, tokens and cost by service and operation';
+
+-- Claim up to n due jobs in one status: the lease is the claim, SKIP LOCKED
+-- keeps workers off each other's rows.  Due jobs come first in the
+-- claimable index (NULL = due now), so the scan stops after n of them.  In
+-- C (src/backend/advance.c), under the calling statement's snapshot: joined
+-- with other tables, it returns every job it leases.
+CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
+    RETURNS SETOF uuid AS 'MODULE_PATHNAME', 'tvdb_claim' LANGUAGE C VOLATILE;
+
+-- Milliseconds until the worker has something to do (0: now; NULL: nothing).
+-- Its status list is the claimable index's, from the C table.
+DO $$
+BEGIN
+    EXECUTE format($f$
+CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
+    LANGUAGE plpgsql VOLATILE
+AS $b$
+BEGIN
+    RETURN (SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
+            FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
+                                      coalesce(next_poll_at, clock_timestamp()))) AS due
+                  FROM upload_pipeline.upload_jobs
+                  WHERE status IN (%s)) s
+            WHERE due IS NOT NULL);
+END
+$b$ $f$, tvdb._status_list(true, false));
+END
+$$;
+
+-- Where a job's parsed markdown is stored (the worker and webhooks alike).
+CREATE FUNCTION tvdb._parsed_path(document_id uuid, job_id uuid) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT format('storage://parsed/%s/%s.md', document_id, job_id) $$;
+
+-- What a request costs, one formula per service.
+CREATE FUNCTION tvdb._llamaparse_cost(pages integer, cache_hit boolean, usd_per_page double precision)
+    RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (CASE WHEN cache_hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END)::numeric $$;
+CREATE FUNCTION tvdb._openai_cost(prompt_tokens integer, usd_per_mtok double precision)
+    RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (coalesce(prompt_tokens, 0) * usd_per_mtok / 1e6)::numeric $$;
+
+-- Give a job back: after a transient failure it is retried no sooner than
+-- retry_in, and a warning event says why.
+CREATE FUNCTION tvdb._release(job uuid, owner text, retry_in interval DEFAULT NULL,
+                              error text DEFAULT NULL, stage text DEFAULT NULL)
+    RETURNS void LANGUAGE plpgsql
+AS $$
+DECLARE
+    j upload_pipeline.upload_jobs;
+BEGIN
+    UPDATE upload_pipeline.upload_jobs u
+    SET lease_owner = NULL, lease_expires_at = NULL,
+        next_poll_at = CASE WHEN retry_in IS NOT NULL THEN clock_timestamp() + retry_in ELSE u.next_poll_at END
+    WHERE u.job_id = job AND u.lease_owner = owner
+    RETURNING * INTO j;
+    IF FOUND AND error IS NOT NULL THEN
+        INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
+        VALUES (j.job_id, j.document_id, 'stage_error', 'warn', coalesce(stage, 'job') || '_retry_scheduled',
+                jsonb_build_object('error', error, 'retry_in_seconds', extract(epoch FROM retry_in)),
+                j.correlation_id);
+    END IF;
+END
+$$;
+
+-- Work the worker could not record (an answer, or a batch of local work
+-- that failed) holds back only its own job: given back with a backoff and a
+-- warning event, or, the max_holds-th time in its status or for bad data that
+-- no retry can fix, moved to its stage's failure status with the error.
+CREATE FUNCTION tvdb._hold_back(job uuid, owner text, failed_status text, error text,
+                                permanent boolean, max_holds integer)
+    RETURNS text LANGUAGE plpgsql
+AS $$
+DECLARE
+    j upload_pipeline.upload_jobs;
+    holds bigint;
+BEGIN
+    SELECT * INTO j FROM upload_pipeline.upload_jobs u
+    WHERE u.job_id = job AND u.lease_owner = owner FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'lost';
+    END IF;
+    SELECT count(*) INTO holds FROM upload_pipeline.events e
+    WHERE e.job_id = job AND e.code = 'worker_retry_scheduled' AND e.ts >= j.status_changed_at;
+    IF (permanent OR holds + 1 >= max_holds)
+       AND EXISTS (SELECT 1 FROM tvdb.allowed_transitions t
+                   WHERE t.from_status = j.status AND t.to_status = failed_status)
+       AND tvdb._advance(job, owner, j.status, failed_status,
+                         jsonb_build_object('error', 'the worker could not record its work: ' || error,
+                                            'held_back', holds)) THEN
+        RETURN 'failed';
+    END IF;
+    PERFORM tvdb._release(job, owner, interval '30 seconds',
+                          'the worker could not record its work: ' || error, 'worker');
+    RETURN 'retry';
+END
+$$;
+
+-- Move a leased job; false (and nothing written) if the lease was lost or
+-- the job moved meanwhile (a webhook got there first).  In C (src/advance.c):
+-- one UPDATE, whose triggers check the edge and write the event.
+CREATE FUNCTION tvdb._advance(job uuid, owner text, from_status text, to_status text,
+                              detail jsonb DEFAULT '{}', keep_lease boolean DEFAULT false)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'tvdb_advance' LANGUAGE C;
+
+-- The same for a batch of jobs in one UPDATE, details[i] for jobs[i]: the
+-- ids of the jobs that moved.
+CREATE FUNCTION tvdb._advance_all(jobs uuid[], owner text, from_status text, to_status text,
+                                  details jsonb[] DEFAULT NULL, keep_lease boolean DEFAULT false)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_all' LANGUAGE C;
+
+-- Claim up to n due, unleased jobs in from_status (SKIP LOCKED) and move
+-- them to to_status under a new lease, in one UPDATE: the ids taken.
+CREATE FUNCTION tvdb._take(from_status text, to_status text, owner text, n integer, lease_seconds integer)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_take' LANGUAGE C;
+
+CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, job_ids uuid[],
+                                   http_status integer, latency_ms double precision,
+                                   pages integer DEFAULT NULL, cache_hit boolean DEFAULT NULL,
+                                   inputs integer DEFAULT NULL, prompt_tokens integer DEFAULT NULL,
+                                   cost_usd numeric DEFAULT 0, error text DEFAULT NULL)
+    RETURNS void LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, http_status, latency_ms,
+                                       pages, cache_hit, inputs, prompt_tokens, cost_usd, error)
+    VALUES (service, operation, job_id, coalesce(job_ids, '{}'), http_status, latency_ms,
+            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error);
+END
+$$;
+
+-- Store parsed markdown and move parse_queued -> parsed, for the jobs of a
+-- batch still leased to owner in parse_queued (a webhook may have parsed
+-- the others meanwhile): markdowns[i] and details[i] go with jobs[i].  The
+-- ids of the jobs moved.
+CREATE FUNCTION tvdb._store_parsed_all(jobs uuid[], owner text, markdowns text[], details jsonb[])
+    RETURNS uuid[] LANGUAGE plpgsql
+AS $$
+DECLARE
+    ours uuid[];
+    paths text[];
+    mds bytea[];
+    ds jsonb[];
+BEGIN
+    SELECT array_agg(v.job ORDER BY v.i),
+           array_agg(tvdb._parsed_path(u.document_id, v.job) ORDER BY v.i),
+           array_agg(v.md ORDER BY v.i),
+           array_agg(v.detail || jsonb_build_object('content_length', octet_length(v.md)) ORDER BY v.i)
+    INTO ours, paths, mds, ds
+    FROM (SELECT w.job, w.i, w.detail, convert_to(w.markdown, 'UTF8') AS md
+          FROM unnest(jobs, markdowns, details) WITH ORDINALITY AS w(job, markdown, detail, i)) v
+    JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
+          WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.status = 'parse_queued'
+          FOR UPDATE) u ON u.job_id = v.job;
+    IF ours IS NULL THEN
+        RETURN '{}';
+    END IF;
+    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
+    SELECT v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
+    FROM unnest(paths, mds) AS v(path, md)
+    ON CONFLICT (path) DO UPDATE
+        SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
+            size_bytes = EXCLUDED.size_bytes, created_at = now();
+    UPDATE upload_pipeline.upload_jobs u
+    SET parsed_path = v.path, parsed_sha256 = encode(sha256(v.md), 'hex'), next_poll_at = NULL
+    FROM unnest(ours, paths, mds) AS v(job, path, md)
+    WHERE u.job_id = v.job;
+    RETURN tvdb._advance_all(ours, owner, 'parse_queued', 'parsed', ds);
+END
+$$;
+
+-- The same for one job (the mock parser): false if it was not ours to move.
+CREATE FUNCTION tvdb._store_parsed(job uuid, owner text, markdown text, detail jsonb)
+    RETURNS boolean LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN cardinality(tvdb._store_parsed_all(ARRAY[job], owner, ARRAY[markdown], ARRAY[detail])) = 1;
+END
+$$;
+
+-- Finish the jobs of a batch whose chunks all have their vectors:
+-- embedding_in_progress -> embeddings_stored -> complete, each step for the
+-- whole batch in one statement.  The number of jobs completed.
+CREATE FUNCTION tvdb._finish_embeddings(jobs uuid[], owner text) RETURNS integer
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    ready uuid[];
+    details jsonb[];
+BEGIN
+    SELECT array_agg(u.j), array_agg(jsonb_build_object('chunks',
+               (SELECT count(*) FROM upload_pipeline.document_chunks c WHERE c.job_id = u.j)))
+    INTO ready, details
+    FROM (SELECT DISTINCT unnest(jobs) AS j) u
+    WHERE NOT EXISTS (SELECT 1 FROM upload_pipeline.document_chunks c
+                      WHERE c.job_id = u.j AND c.embedding IS NULL);
+    IF ready IS NULL THEN
+        RETURN 0;
+    END IF;
+    ready := tvdb._advance_all(ready, owner, 'embedding_in_progress', 'embeddings_stored', details, true);
+    RETURN cardinality(tvdb._advance_all(ready, owner, 'embeddings_stored', 'complete'));
+END
+$$;
+
+REVOKE ALL ON FUNCTION tvdb._claim(text, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._release(uuid, text, interval, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
+                                          integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._finish_embeddings(uuid[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._next_due_ms() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) IS 'internal (worker): give back, or after repeated failures fail, a job whose work could not be recorded';
+COMMENT ON FUNCTION tvdb._parsed_path(uuid, uuid) IS 'internal: where a job''s parsed markdown is stored';
+COMMENT ON FUNCTION tvdb._llamaparse_cost(integer, boolean, double precision) IS 'internal (worker): the cost of a LlamaParse result';
+COMMENT ON FUNCTION tvdb._openai_cost(integer, double precision) IS 'internal (worker): the cost of an OpenAI embeddings request';

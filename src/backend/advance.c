@@ -1,0 +1,227 @@
+/*
+ * advance.c — the worker's status changes, one UPDATE for a whole batch of
+ * jobs: the C triggers still check every edge and write every event (with
+ * each job's own detail), but a batch costs one statement, not a PL/pgSQL
+ * call, a locking read and two updates per job.
+ *
+ *   tvdb._advance(job, owner, from, to, detail, keep_lease) -> boolean
+ *   tvdb._advance_all(jobs[], owner, from, to, details[], keep_lease) -> uuid[]
+ *   tvdb._take(from, to, owner, n, lease_seconds) -> uuid[]
+ *   tvdb._claim(status, owner, n, lease_seconds) -> setof uuid
+ *
+ * A job moves only while it is still in `from` and leased to `owner`;
+ * the others are left alone (the lease was lost, or a webhook moved the job
+ * first).  _take claims due, unleased jobs and moves them in one statement;
+ * _claim only leases them.  Both run under the calling statement's snapshot,
+ * so a claim joined with other tables returns every job it leases: a job
+ * committed after that statement began is neither seen nor leased.
+ */
+#include "tvdb.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(tvdb_advance);
+PG_FUNCTION_INFO_V1(tvdb_advance_all);
+PG_FUNCTION_INFO_V1(tvdb_take);
+PG_FUNCTION_INFO_V1(tvdb_claim);
+
+/*
+ * A new status starts with no wait of its own (a new parse job sets one
+ * after); the guard trigger records a failure's error as last_error.
+ */
+#define MOVE_SET \
+	"SET status = $4," \
+	" next_poll_at = CASE WHEN $4 = 'parse_queued' THEN u.next_poll_at END," \
+	" lease_owner = CASE WHEN $5 THEN u.lease_owner END," \
+	" lease_expires_at = CASE WHEN $5 THEN u.lease_expires_at END "
+
+/* Due jobs in a status that nobody holds, oldest due first, locked (SKIP LOCKED). */
+#define DUE_JOBS(status, n) \
+	"SELECT c.job_id FROM upload_pipeline.upload_jobs c" \
+	" WHERE c.status = " status \
+	"   AND (c.next_poll_at IS NULL OR c.next_poll_at <= now())" \
+	"   AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())" \
+	" ORDER BY c.next_poll_at NULLS FIRST LIMIT " n " FOR UPDATE SKIP LOCKED"
+
+static void
+check_status_name(text *name)
+{
+	(void) tvdb_status_parse(text_to_cstring(name));	/* errors if unknown */
+}
+
+/* The moved jobs' ids, as a uuid[] in the caller's memory context. */
+static Datum
+moved_ids(MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Datum	   *ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+	ArrayType  *a;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+		memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+		ids[i] = UUIDPGetDatum(u);
+	}
+	a = construct_array(ids, (int) SPI_processed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(a);
+}
+
+/*
+ * Move jobs[i] (with details[i], NULL = none) from `from` to `to` if still
+ * leased to owner; leaves the moved ids in SPI_tuptable.
+ */
+static void
+move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, bool keep_lease)
+{
+	static const Oid types[5] = {UUIDARRAYOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		args[5];
+	Datum	   *job_d;
+	Datum	   *detail_d = NULL;
+	bool	   *detail_null = NULL;
+	int			n;
+	int			nd = 0;
+
+	check_status_name(from);
+	check_status_name(to);
+	deconstruct_array(jobs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
+	if (details != NULL)
+	{
+		deconstruct_array(details, JSONBOID, -1, false, TYPALIGN_INT, &detail_d, &detail_null, &nd);
+		if (nd != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("%d details for %d jobs", nd, n),
+					 errhint("Pass one detail per job, or none.")));
+		for (int i = 0; i < n; i++)
+			if (detail_null[i])
+				detail_d[i] = (Datum) 0;
+	}
+	args[0] = PointerGetDatum(jobs);
+	args[1] = PointerGetDatum(owner);
+	args[2] = PointerGetDatum(from);
+	args[3] = PointerGetDatum(to);
+	args[4] = BoolGetDatum(keep_lease);
+
+	tvdb_update_with_details("UPDATE upload_pipeline.upload_jobs u " MOVE_SET
+							 "FROM unnest($1) AS d(job_id) "
+							 "WHERE u.job_id = d.job_id AND u.lease_owner = $2 AND u.status = $3 "
+							 "RETURNING u.job_id",
+							 5, types, args, NULL, job_d, detail_d, detail_d ? n : 0,
+							 SPI_OK_UPDATE_RETURNING);
+}
+
+Datum
+tvdb_advance(PG_FUNCTION_ARGS)
+{
+	Datum		job = PG_GETARG_DATUM(0);
+	Datum		detail = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	ArrayType  *details = NULL;
+	bool		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_BOOL(false);
+	if (detail)
+		details = construct_array(&detail, 1, JSONBOID, -1, false, TYPALIGN_INT);
+	tvdb_spi_connect();
+	move(construct_array(&job, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), details,
+		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+	moved = SPI_processed == 1;
+	tvdb_spi_finish();
+	PG_RETURN_BOOL(moved);
+}
+
+Datum
+tvdb_advance_all(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+	tvdb_spi_connect();
+	move(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
+		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+	moved = moved_ids(cxt);
+	tvdb_spi_finish();
+	PG_RETURN_DATUM(moved);
+}
+
+/*
+ * Claim up to n due jobs in `from` that nobody holds (SKIP LOCKED) and move
+ * them to `to` under a new lease, in one statement.
+ */
+Datum
+tvdb_take(PG_FUNCTION_ARGS)
+{
+	static const Oid types[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		args[5];
+	Datum		moved;
+
+	for (int i = 0; i < 5; i++)
+	{
+		if (PG_ARGISNULL(i))
+			PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+		args[i] = PG_GETARG_DATUM(i);
+	}
+	check_status_name(PG_GETARG_TEXT_PP(0));
+	check_status_name(PG_GETARG_TEXT_PP(1));
+	tvdb_spi_connect();
+	tvdb_spi_run_in_snapshot("UPDATE upload_pipeline.upload_jobs u "
+							 "SET status = $2, next_poll_at = NULL, lease_owner = $3,"
+							 " lease_expires_at = now() + make_interval(secs => $5) "
+							 "WHERE u.job_id IN (" DUE_JOBS("$1", "$4") ") "
+							 "RETURNING u.job_id",
+							 5, types, args, NULL, GetActiveSnapshot(), SPI_OK_UPDATE_RETURNING);
+	moved = moved_ids(cxt);
+	tvdb_spi_finish();
+	PG_RETURN_DATUM(moved);
+}
+
+/* Lease up to n due jobs in a status that nobody holds (SKIP LOCKED): their ids. */
+Datum
+tvdb_claim(PG_FUNCTION_ARGS)
+{
+	static const Oid types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		args[4];
+	uint64		n;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	for (int i = 0; i < 4; i++)
+	{
+		if (PG_ARGISNULL(i))
+			return (Datum) 0;
+		args[i] = PG_GETARG_DATUM(i);
+	}
+	check_status_name(PG_GETARG_TEXT_PP(0));
+	tvdb_spi_connect();
+	n = tvdb_spi_run_in_snapshot("UPDATE upload_pipeline.upload_jobs u "
+								 "SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $4) "
+								 "WHERE u.job_id IN (" DUE_JOBS("$1", "$3") ") "
+								 "RETURNING u.job_id",
+								 4, types, args, NULL, GetActiveSnapshot(), SPI_OK_UPDATE_RETURNING);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		id = tvdb_spi_datum(i, 1, &isnull);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &id, &isnull);
+	}
+	tvdb_spi_finish();
+	return (Datum) 0;
+}

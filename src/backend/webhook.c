@@ -1,0 +1,126 @@
+/*
+ * webhook.c — tvdb.handle_llamaparse_webhook(body, headers): the whole
+ * callback in one call.  The C part bounds the body before it is read,
+ * verifies the signature and records forgeries; a verified payload is handed
+ * to tvdb._apply_llamaparse_webhook() (SQL), which validates and applies it
+ * in the caller's transaction, so it happens entirely or not at all.
+ *
+ * Every outcome is a reply object {"http_status", "result", "detail"?, ...}
+ * for the receiving endpoint to relay; only internal faults raise errors.
+ */
+#include "tvdb.h"
+
+#include "access/detoast.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+PG_FUNCTION_INFO_V1(tvdb_handle_llamaparse_webhook);
+
+static Datum
+reply(int http_status, const char *result, const char *detail)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"http_status\": %d, \"result\": ", http_status);
+	escape_json(&buf, result);
+	if (detail != NULL)
+	{
+		appendStringInfoString(&buf, ", \"detail\": ");
+		escape_json(&buf, detail);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * A security event for a refused signature.  It names the signature headers
+ * that were present but echoes nothing of the body or their values.
+ */
+static void
+record_forgery(Size body_bytes, Jsonb *headers)
+{
+	static const Oid types[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum((int64) body_bytes), JsonbPGetDatum(headers)};
+
+	tvdb_spi_connect();
+	tvdb_spi_run(
+		"INSERT INTO upload_pipeline.events (type, severity, code, payload) "
+		"SELECT 'security', 'warn', 'webhook_signature_invalid', "
+		"       jsonb_build_object('endpoint', 'llamaparse', 'body_bytes', $1, "
+		"           'signature_headers', coalesce((SELECT jsonb_agg(lower(k) ORDER BY lower(k)) "
+		"               FROM jsonb_object_keys($2) AS k WHERE lower(k) IN "
+		"               ('x-webhook-signature', 'lc-signature', 'x-hub-signature-256', "
+		"                'webhook-signature', 'webhook-id', 'webhook-timestamp')), '[]'))",
+		2, types, values, NULL, SPI_OK_INSERT);
+	tvdb_spi_finish();
+}
+
+static Datum
+apply_payload(Datum body, Datum headers)
+{
+	static const Oid types[2] = {BYTEAOID, JSONBOID};
+	Datum		values[2] = {body, headers};
+	bool		isnull;
+	Datum		result;
+
+	tvdb_spi_connect();
+	if (tvdb_spi_run("SELECT tvdb._apply_llamaparse_webhook($1, $2)",
+					 2, types, values, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "tvdb._apply_llamaparse_webhook returned no row");
+	result = tvdb_spi_datum(0, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "tvdb._apply_llamaparse_webhook returned NULL");
+	result = SPI_datumTransfer(result, false, -1);
+	tvdb_spi_finish();
+	return result;
+}
+
+/* tvdb.handle_llamaparse_webhook(body bytea, headers jsonb) RETURNS jsonb */
+Datum
+tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
+{
+	Size		body_bytes;
+	Jsonb	   *headers;
+	List	   *secrets;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_DATUM(reply(400, "bad_request", "the request has no body"));
+
+	/* The declared size, read before the body is detoasted or parsed. */
+	body_bytes = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (body_bytes > (Size) tvdb_webhook_max_bytes)
+		PG_RETURN_DATUM(reply(413, "payload_too_large",
+							  psprintf("the body is %zu bytes; tvdb.webhook_max_bytes allows %d",
+									   body_bytes, tvdb_webhook_max_bytes)));
+
+	headers = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	if (headers == NULL)
+		headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+		PG_RETURN_DATUM(reply(400, "bad_request", "headers must be a JSON object of name: value"));
+
+	secrets = tvdb_configured_webhook_secrets();
+	if (secrets == NIL)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("webhook refused: no webhook secrets are configured"),
+				 errhint("Set tvdb.webhook_secrets in postgresql.conf and reload.")));
+		PG_RETURN_DATUM(reply(503, "not_configured",
+							  "the receiver has no webhook secrets configured"));
+	}
+
+	if (!tvdb_verify_signature(PG_GETARG_BYTEA_PP(0), headers, secrets))
+	{
+		record_forgery(body_bytes, headers);
+		PG_RETURN_DATUM(reply(401, "unauthorized",
+							  "the signature is missing, invalid or outside the time tolerance"));
+	}
+
+	PG_RETURN_DATUM(apply_payload(PG_GETARG_DATUM(0), JsonbPGetDatum(headers)));
+}

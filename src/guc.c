@@ -1,0 +1,202 @@
+/*
+ * guc.c — every tvdb setting, in one place.  Keys and webhook secrets are
+ * superuser-only (to set and to read); the database and the number of
+ * workers need a restart; the workers' tuning is reloaded on SIGHUP.
+ *
+ * Settings that must agree (poll_interval_min <= poll_interval_max, overlap
+ * at most half the chunk size) are not refused by check hooks: ALTER SYSTEM
+ * checks a value against the other setting's current value, not the one it
+ * will have, and a configuration file is applied one line at a time, so any
+ * order of two valid changes could be refused.  Instead the effective values
+ * resolve a disagreement (tvdb_poll_max_effective, tvdb_chunk_overlap_effective)
+ * and tvdb_settings_disagree names it, which the worker logs at start and
+ * on every reload.
+ */
+#include "tvdb.h"
+
+#include <float.h>
+
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+int			tvdb_max_upload_bytes = 64 * 1024 * 1024;
+char	   *tvdb_webhook_secrets = NULL;
+int			tvdb_webhook_tolerance = 300;
+int			tvdb_webhook_max_bytes = 10 * 1024 * 1024;
+char	   *tvdb_database = NULL;
+int			tvdb_workers = 1;
+int			tvdb_service_mode = TVDB_MODE_REAL;
+char	   *tvdb_llamaparse_base_url = NULL;
+char	   *tvdb_llamaparse_api_key = NULL;
+char	   *tvdb_openai_base_url = NULL;
+char	   *tvdb_openai_api_key = NULL;
+char	   *tvdb_embedding_model = NULL;
+int			tvdb_embedding_dimensions = 0;
+int			tvdb_max_inflight = 64;
+int			tvdb_chunk_target_tokens = 512;
+int			tvdb_chunk_overlap_tokens = 64;
+int			tvdb_chunk_bytes_per_token = 4;
+int			tvdb_http_timeout_ms = 60000;
+int			tvdb_connect_timeout_ms = 10000;
+int			tvdb_poll_min_ms = 1000;
+int			tvdb_poll_max_ms = 30000;
+int			tvdb_lease_seconds = 300;
+char	   *tvdb_parse_webhook_url = NULL;
+double		tvdb_llamaparse_usd_per_page = 0.003;
+double		tvdb_openai_usd_per_mtok = 0.02;
+int			tvdb_embedding_batch_inputs = 2048;
+int			tvdb_embedding_batch_tokens = 300000;
+
+static const struct config_enum_entry mode_options[] = {
+	{"real", TVDB_MODE_REAL, false},
+	{"mock", TVDB_MODE_MOCK, false},
+	{NULL, 0, false}
+};
+
+static void
+define_int(const char *name, const char *desc, int *var, int def, int min, int max,
+		   GucContext ctx, int flags)
+{
+	DefineCustomIntVariable(name, desc, NULL, var, def, min, max, ctx, flags, NULL, NULL, NULL);
+}
+
+static void
+define_string(const char *name, const char *desc, char **var, const char *def,
+			  GucContext ctx, int flags)
+{
+	DefineCustomStringVariable(name, desc, NULL, var, def, ctx, flags, NULL, NULL, NULL);
+}
+
+void
+tvdb_define_settings(void)
+{
+	DefineCustomIntVariable("tvdb.max_upload_bytes",
+							"Largest document tvdb.upload() accepts.",
+							"Larger uploads are rejected before anything is written.",
+							&tvdb_max_upload_bytes,
+							64 * 1024 * 1024, 1, MaxAllocSize - VARHDRSZ,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	/* superuser-only to set and to read; reloadable from postgresql.conf */
+	DefineCustomStringVariable("tvdb.webhook_secrets",
+							   "Comma-separated secrets that webhook signatures are checked against.",
+							   "Several may be active at once (rotation); \"whsec_\" secrets are base64-decoded.",
+							   &tvdb_webhook_secrets,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("tvdb.webhook_tolerance",
+							"How far a Standard Webhooks timestamp may be from now.",
+							"In either direction; 0 disables the check.",
+							&tvdb_webhook_tolerance,
+							300, 0, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("tvdb.webhook_max_bytes",
+							"Largest webhook body tvdb.handle_llamaparse_webhook() reads.",
+							"Larger bodies are answered 413 before any parsing.",
+							&tvdb_webhook_max_bytes,
+							10 * 1024 * 1024, 1, MaxAllocSize - VARHDRSZ,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	define_string("tvdb.database", "Database the tvdb background workers serve.",
+				  &tvdb_database, "postgres", PGC_POSTMASTER, 0);
+	define_int("tvdb.workers", "Number of tvdb background worker processes (0: none).",
+			   &tvdb_workers, 1, 0, TVDB_MAX_WORKERS, PGC_POSTMASTER, 0);
+	DefineCustomEnumVariable("tvdb.service_mode",
+							 "real: call LlamaParse and OpenAI; mock: built-in offline parser and embedder.",
+							 NULL, &tvdb_service_mode, TVDB_MODE_REAL, mode_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	define_string("tvdb.llamaparse_base_url", "LlamaParse API base URL.",
+				  &tvdb_llamaparse_base_url, "https://api.cloud.llamaindex.ai", PGC_SIGHUP, 0);
+	define_string("tvdb.llamaparse_api_key", "LlamaParse API key.",
+				  &tvdb_llamaparse_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
+	define_string("tvdb.openai_base_url", "OpenAI API base URL, including /v1.",
+				  &tvdb_openai_base_url, "https://api.openai.com/v1", PGC_SIGHUP, 0);
+	define_string("tvdb.openai_api_key", "OpenAI API key.",
+				  &tvdb_openai_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
+	define_string("tvdb.embedding_model", "OpenAI embedding model.",
+				  &tvdb_embedding_model, "text-embedding-3-small", PGC_SIGHUP, 0);
+	define_int("tvdb.embedding_dimensions", "Embedding dimensions to request (0: the model's own).",
+			   &tvdb_embedding_dimensions, 0, 0, 16000, PGC_SIGHUP, 0);
+	define_int("tvdb.max_inflight", "Most HTTP requests a worker has in flight at once.",
+			   &tvdb_max_inflight, 64, 1, 10000, PGC_SIGHUP, 0);
+	define_int("tvdb.chunk_target_tokens", "Target chunk size in estimated tokens.",
+			   &tvdb_chunk_target_tokens, 512, 16, 8192, PGC_SIGHUP, 0);
+	define_int("tvdb.chunk_overlap_tokens", "Estimated tokens a chunk repeats from the one before.",
+			   &tvdb_chunk_overlap_tokens, 64, 0, 4096, PGC_SIGHUP, 0);
+	define_int("tvdb.chunk_bytes_per_token", "Bytes per token when estimating tokens from text.",
+			   &tvdb_chunk_bytes_per_token, 4, 1, 16, PGC_SIGHUP, 0);
+	define_int("tvdb.http_timeout", "Whole-request timeout for HTTP calls.",
+			   &tvdb_http_timeout_ms, 60000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.connect_timeout", "Connection timeout for HTTP calls.",
+			   &tvdb_connect_timeout_ms, 10000, 100, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.poll_interval_min", "First wait before polling a LlamaParse job.",
+			   &tvdb_poll_min_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.poll_interval_max", "Longest wait between polls of a LlamaParse job.",
+			   &tvdb_poll_max_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.lease_seconds", "How long a worker's claim on a job lasts before another may take it.",
+			   &tvdb_lease_seconds, 300, 1, 86400, PGC_SIGHUP, GUC_UNIT_S);
+	define_string("tvdb.parse_webhook_url", "webhook_url sent with LlamaParse uploads (empty: none).",
+				  &tvdb_parse_webhook_url, "", PGC_SIGHUP, 0);
+	DefineCustomRealVariable("tvdb.llamaparse_usd_per_page", "LlamaParse price per page, USD.",
+							 NULL, &tvdb_llamaparse_usd_per_page, 0.003, 0, DBL_MAX,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("tvdb.openai_usd_per_million_tokens", "OpenAI embedding price per million tokens, USD.",
+							 NULL, &tvdb_openai_usd_per_mtok, 0.02, 0, DBL_MAX,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	define_int("tvdb.embedding_batch_inputs", "Most inputs in one embeddings request.",
+			   &tvdb_embedding_batch_inputs, 2048, 1, 2048, PGC_SIGHUP, 0);
+	define_int("tvdb.embedding_batch_tokens", "Most tokens (bounded by UTF-8 bytes) in one embeddings request.",
+			   &tvdb_embedding_batch_tokens, 300000, 8192, 300000, PGC_SIGHUP, 0);
+}
+
+/* The vector length to expect: the setting, or the model's default. */
+int
+tvdb_model_dimensions(void)
+{
+	if (tvdb_embedding_dimensions > 0)
+		return tvdb_embedding_dimensions;
+	if (strcmp(tvdb_embedding_model, "text-embedding-3-large") == 0)
+		return 3072;
+	return 1536;
+}
+
+/* The longest wait between polls: never below the first one. */
+int
+tvdb_poll_max_effective(void)
+{
+	return Max(tvdb_poll_max_ms, tvdb_poll_min_ms);
+}
+
+/*
+ * What disagrees among the settings, as a sentence, or NULL: the effective
+ * values are used meanwhile.
+ */
+char *
+tvdb_settings_disagree(void)
+{
+	if (tvdb_poll_min_ms > tvdb_poll_max_ms)
+		return psprintf("tvdb.poll_interval_min (%d ms) exceeds tvdb.poll_interval_max (%d ms); "
+						"polls are %d ms apart.", tvdb_poll_min_ms, tvdb_poll_max_ms, tvdb_poll_min_ms);
+	if (tvdb_chunk_overlap_tokens > tvdb_chunk_target_tokens / 2)
+		return psprintf("tvdb.chunk_overlap_tokens (%d) is more than half of tvdb.chunk_target_tokens (%d); "
+						"chunks overlap by %d tokens.", tvdb_chunk_overlap_tokens, tvdb_chunk_target_tokens,
+						tvdb_chunk_overlap_effective());
+	return NULL;
+}
+
+/* The overlap the chunker uses: never more than half a chunk. */
+int
+tvdb_chunk_overlap_effective(void)
+{
+	return Min(tvdb_chunk_overlap_tokens, tvdb_chunk_target_tokens / 2);
+}
+
+/* A lease outlives any one request, so a slow answer never lets a second worker in. */
+int
+tvdb_lease_effective(void)
+{
+	return Max(tvdb_lease_seconds, (tvdb_http_timeout_ms + tvdb_connect_timeout_ms) / 1000 + 5);
+}

@@ -1,0 +1,54 @@
+/*
+ * guc.h — every tvdb setting, defined in guc.c.  Plain C values: nothing
+ * here pulls in libcurl, so application-backend code may include it.
+ */
+#ifndef TVDB_GUC_H
+#define TVDB_GUC_H
+
+#define TVDB_MAX_WORKERS 32
+
+typedef enum
+{
+	TVDB_MODE_REAL,
+	TVDB_MODE_MOCK
+} TvdbServiceMode;
+
+/* uploads and webhooks (application backends) */
+extern int	tvdb_max_upload_bytes;
+extern char *tvdb_webhook_secrets;
+extern int	tvdb_webhook_tolerance;
+extern int	tvdb_webhook_max_bytes;
+
+/* the workers */
+extern char *tvdb_database;
+extern int	tvdb_workers;
+extern int	tvdb_service_mode;
+extern char *tvdb_llamaparse_base_url;
+extern char *tvdb_llamaparse_api_key;
+extern char *tvdb_openai_base_url;
+extern char *tvdb_openai_api_key;
+extern char *tvdb_embedding_model;
+extern int	tvdb_embedding_dimensions;
+extern int	tvdb_max_inflight;
+extern int	tvdb_chunk_target_tokens;
+extern int	tvdb_chunk_overlap_tokens;
+extern int	tvdb_chunk_bytes_per_token;
+extern int	tvdb_http_timeout_ms;
+extern int	tvdb_connect_timeout_ms;
+extern int	tvdb_poll_min_ms;
+extern int	tvdb_poll_max_ms;
+extern int	tvdb_lease_seconds;
+extern char *tvdb_parse_webhook_url;
+extern double tvdb_llamaparse_usd_per_page;
+extern double tvdb_openai_usd_per_mtok;
+extern int	tvdb_embedding_batch_inputs;
+extern int	tvdb_embedding_batch_tokens;
+
+extern void tvdb_define_settings(void);
+extern int	tvdb_model_dimensions(void);
+extern int	tvdb_lease_effective(void);
+extern int	tvdb_chunk_overlap_effective(void);
+extern int	tvdb_poll_max_effective(void);
+extern char *tvdb_settings_disagree(void);
+
+#endif							/* TVDB_GUC_H */

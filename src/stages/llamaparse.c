@@ -1,0 +1,342 @@
+/*
+ * llamaparse.c — the LlamaParse stages: upload (multipart), poll, and fetch
+ * the markdown once a poll finds the parse finished.  Each answer is
+ * recorded by a SQL function of 55_stages.sql; the commonest (an upload
+ * accepted, a parse still running, a result with its markdown) are recorded
+ * for all the answers of a batch at once.
+ */
+#include "stages/stages.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+PG_FUNCTION_INFO_V1(tvdb_llamaparse_running);
+
+/* The job statuses LlamaParse answers while a parse is still under way. */
+static const char *const running_words[] = {"PENDING", "RUNNING", "IN_PROGRESS"};
+
+static bool
+is_running(const char *state)
+{
+	for (int i = 0; i < (int) lengthof(running_words); i++)
+		if (pg_strcasecmp(state, running_words[i]) == 0)
+			return true;
+	return false;
+}
+
+/* tvdb._llamaparse_running(status text) RETURNS boolean: the same rule, for SQL. */
+Datum
+tvdb_llamaparse_running(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(is_running(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+/* A request to LlamaParse in the work's memory, with the key and Accept set. */
+static TvdbHttp *
+new_request(TvdbWork *w, const char *path)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	TvdbHttp   *req = tvdb_http_new(tvdb_service_url(tvdb_llamaparse_base_url, path), w);
+
+	tvdb_http_bearer(req, tvdb_llamaparse_api_key);
+	tvdb_http_header(req, "Accept: application/json");
+	MemoryContextSwitchTo(old);
+	return req;
+}
+
+/* The top-level string field of a 200 answer's JSON object, or NULL. */
+static char *
+answer_field(TvdbWork *w, const char *key)
+{
+	const char *failure = NULL;
+	char	   *body = w->req->status == 200 ? tvdb_http_text(w->req, &failure) : NULL;
+	char	   *value = NULL;
+	const char *const keys[1] = {key};
+
+	if (body == NULL || !tvdb_json_top_strings(body, w->req->body_len, keys, &value, 1))
+		return NULL;
+	return value;
+}
+
+/* Record one answer: SELECT fn(job, owner, <answer args>, extras...); its text result. */
+static char *
+record_one(TvdbWork *w, const char *sql, int nextra, const Oid *extra_types, const Datum *extra)
+{
+	Oid			types[2 + TVDB_ANSWER_ARGS + 2] = {UUIDOID, TEXTOID};
+	Datum		values[2 + TVDB_ANSWER_ARGS + 2];
+	char		nulls[2 + TVDB_ANSWER_ARGS + 2];
+
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[0]));
+	values[1] = CStringGetTextDatum(w->owner);
+	nulls[0] = nulls[1] = ' ';
+	tvdb_answer_args(w->req, types + 2, values + 2, nulls + 2);
+	for (int i = 0; i < nextra; i++)
+	{
+		types[2 + TVDB_ANSWER_ARGS + i] = extra_types[i];
+		values[2 + TVDB_ANSWER_ARGS + i] = extra[i];
+		nulls[2 + TVDB_ANSWER_ARGS + i] = ' ';
+	}
+	if (tvdb_spi_run(sql, 2 + TVDB_ANSWER_ARGS + nextra, types, values, nulls, SPI_OK_SELECT) != 1)
+		return NULL;
+	return tvdb_spi_text(0, 1);
+}
+
+/* What every batch-recording function takes first: owner, jobs[], then latencies[] last. */
+static void
+batch_args(List *works, Datum *owner, Datum *jobs, Datum *latencies)
+{
+	int			n = list_length(works);
+	char	  **ids = palloc(sizeof(char *) * Max(n, 1));
+	Datum	   *lat = palloc(sizeof(Datum) * Max(n, 1));
+	ListCell   *lc;
+
+	foreach(lc, works)
+	{
+		TvdbWork   *w = lfirst(lc);
+
+		ids[foreach_current_index(lc)] = w->jobs[0];
+		lat[foreach_current_index(lc)] = Float8GetDatum(w->req->latency_ms);
+		*owner = CStringGetTextDatum(w->owner);
+	}
+	*jobs = tvdb_uuid_array(ids, n);
+	*latencies = PointerGetDatum(construct_array(lat, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* The works' own data (ids, bodies) as a text[]. */
+static Datum
+texts_of(List *works)
+{
+	Datum	   *t = palloc(sizeof(Datum) * Max(list_length(works), 1));
+	ListCell   *lc;
+
+	foreach(lc, works)
+		t[foreach_current_index(lc)] = CStringGetTextDatum(((TvdbWork *) lfirst(lc))->data);
+	return PointerGetDatum(construct_array(t, list_length(works), TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* ---- upload: uploaded -> parse_queued ---- */
+
+static List *
+upload_claim(const char *owner, int n, MemoryContext cxt)
+{
+	static const Oid types[3] = {TEXTOID, INT4OID, INT4OID};
+	static const char *const fields[] = {"job_id", "document_id", "correlation_id"};
+	Datum		values[3] = {CStringGetTextDatum(owner), Int32GetDatum(n),
+	Int32GetDatum(tvdb_lease_effective())};
+	List	   *works = NIL;
+	uint64		rows;
+
+	rows = tvdb_spi_run("SELECT j.job_id::text, j.document_id::text, j.correlation_id::text,"
+						"       d.filename, d.mime_type, b.content "
+						"FROM tvdb._claim('uploaded', $1, $2, $3) AS c(id) "
+						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
+						"JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
+						"JOIN upload_pipeline.blobs b ON b.path = d.storage_path",
+						3, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < rows; i++)
+	{
+		TvdbWork   *w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
+		bool		isnull;
+		bytea	   *content = DatumGetByteaPP(tvdb_spi_datum(i, 6, &isnull));
+
+		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
+		w->req = new_request(w, "/api/v1/parsing/upload");
+		tvdb_http_form_file(w->req, "file", tvdb_spi_text(i, 4), tvdb_spi_text(i, 5),
+							VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+		/* ids for the webhook callback to carry back */
+		for (int f = 0; f < (int) lengthof(fields); f++)
+			tvdb_http_form_field(w->req, fields[f], tvdb_spi_text(i, 1 + f));
+		if (tvdb_parse_webhook_url[0] != '\0')
+			tvdb_http_form_field(w->req, "webhook_url", tvdb_parse_webhook_url);
+		works = tvdb_work_append(works, w, cxt);
+	}
+	return works;
+}
+
+/* An upload accepted with an id waits for upload_record_all. */
+static bool
+upload_deferrable(TvdbWork *w)
+{
+	char	   *id = answer_field(w, "id");
+
+	if (id == NULL || id[0] == '\0')
+		return false;
+	w->data = MemoryContextStrdup(w->cxt, id);
+	return true;
+}
+
+static void
+upload_record_all(List *works)
+{
+	static const Oid types[5] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, INT4OID};
+	Datum		values[5];
+
+	batch_args(works, &values[0], &values[1], &values[3]);
+	values[2] = texts_of(works);
+	values[4] = Int32GetDatum(tvdb_poll_min_ms);
+	tvdb_spi_run("SELECT tvdb._parse_submitted_all($1, $2, $3, $4, $5)", 5, types, values, NULL,
+				 SPI_OK_SELECT);
+}
+
+static void
+upload_record(TvdbWork *w)
+{
+	static const Oid extra_types[1] = {INT4OID};
+	Datum		extra[1] = {Int32GetDatum(tvdb_poll_min_ms)};
+
+	record_one(w, "SELECT tvdb._parse_submitted($1, $2, $3, $4, $5, $6, $7, $8)", 1, extra_types, extra);
+}
+
+const TvdbStage tvdb_stage_upload = {
+	.name = "upload",
+	.claims = TVDB_UPLOADED,
+	.batch = 1024,
+	.service = TVDB_SERVICE_LLAMAPARSE,
+	.fails_to = TVDB_FAILED_PARSE,
+	.operation = "upload",
+	/*
+	 * Uploads and polls share the free request slots, each sure of half: an
+	 * upload starts a parse's long wait, and most polls find the parse still
+	 * running, so polls must not crowd uploads out (nor the reverse).
+	 */
+	.share = 2,
+	.runs = tvdb_real_mode,
+	.claim = upload_claim,
+	.record = upload_record,
+	.deferrable = upload_deferrable,
+	.record_all = upload_record_all,
+};
+
+/* ---- poll: parse_queued, is it finished? ---- */
+
+static List *
+poll_claim(const char *owner, int n, MemoryContext cxt)
+{
+	static const Oid types[3] = {TEXTOID, INT4OID, INT4OID};
+	Datum		values[3] = {CStringGetTextDatum(owner), Int32GetDatum(n),
+	Int32GetDatum(tvdb_lease_effective())};
+	List	   *works = NIL;
+	uint64		rows;
+
+	rows = tvdb_spi_run("SELECT j.job_id::text, j.parse_job_id "
+						"FROM tvdb._claim('parse_queued', $1, $2, $3) AS c(id) "
+						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id",
+						3, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < rows; i++)
+	{
+		TvdbWork   *w = tvdb_work_new(&tvdb_stage_poll, owner, 1, cxt);
+		char	   *pid = tvdb_spi_text(i, 2);
+
+		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
+		w->parse_job_id = pid ? MemoryContextStrdup(w->cxt, pid) : NULL;
+		w->req = new_request(w, psprintf("/api/v1/parsing/job/%s", pid ? pid : ""));
+		works = tvdb_work_append(works, w, cxt);
+	}
+	return works;
+}
+
+/* A parse still running waits for poll_record_all. */
+static bool
+poll_deferrable(TvdbWork *w)
+{
+	char	   *state = answer_field(w, "status");
+
+	return state != NULL && is_running(state);
+}
+
+static void
+poll_record_all(List *works)
+{
+	static const Oid types[5] = {TEXTOID, UUIDARRAYOID, FLOAT8ARRAYOID, INT4OID, INT4OID};
+	Datum		values[5];
+
+	batch_args(works, &values[0], &values[1], &values[2]);
+	values[3] = Int32GetDatum(tvdb_poll_min_ms);
+	values[4] = Int32GetDatum(tvdb_poll_max_effective());
+	tvdb_spi_run("SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", 5, types, values, NULL,
+				 SPI_OK_SELECT);
+}
+
+/* Anything else; a finished parse asks for the result (started after the commit). */
+static void
+poll_record(TvdbWork *w)
+{
+	static const Oid extra_types[2] = {INT4OID, INT4OID};
+	Datum		extra[2] = {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_effective())};
+	char	   *outcome = record_one(w, "SELECT tvdb._parse_polled($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+									 2, extra_types, extra);
+
+	w->follow = outcome != NULL && strcmp(outcome, "fetch") == 0;
+}
+
+const TvdbStage tvdb_stage_poll = {
+	.name = "poll",
+	.claims = TVDB_PARSE_QUEUED,
+	.batch = 1024,
+	.service = TVDB_SERVICE_LLAMAPARSE,
+	.fails_to = TVDB_FAILED_PARSE,
+	.operation = "job_status",
+	.runs = tvdb_real_mode,
+	.claim = poll_claim,
+	.record = poll_record,
+	.deferrable = poll_deferrable,
+	.record_all = poll_record_all,
+	.next = &tvdb_stage_fetch,
+};
+
+/* ---- fetch: parse_queued -> parsed, the markdown of a finished parse ---- */
+
+static void
+fetch_request(TvdbWork *w)
+{
+	w->req = new_request(w, psprintf("/api/v1/parsing/job/%s/result/markdown", w->parse_job_id));
+}
+
+/* A result with its markdown waits for fetch_record_all (the body is the answer). */
+static bool
+fetch_deferrable(TvdbWork *w)
+{
+	if (answer_field(w, "markdown") == NULL)
+		return false;
+	w->data = w->req->body;
+	return true;
+}
+
+static void
+fetch_record_all(List *works)
+{
+	static const Oid types[5] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, FLOAT8OID};
+	Datum		values[5];
+
+	batch_args(works, &values[0], &values[1], &values[3]);
+	values[2] = texts_of(works);
+	values[4] = Float8GetDatum(tvdb_llamaparse_usd_per_page);
+	tvdb_spi_run("SELECT tvdb._parse_fetched_all($1, $2, $3::jsonb[], $4, $5)", 5, types, values, NULL,
+				 SPI_OK_SELECT);
+}
+
+static void
+fetch_record(TvdbWork *w)
+{
+	static const Oid extra_types[2] = {FLOAT8OID, INT4OID};
+	Datum		extra[2] = {Float8GetDatum(tvdb_llamaparse_usd_per_page), Int32GetDatum(tvdb_poll_min_ms)};
+
+	record_one(w, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9)", 2, extra_types, extra);
+}
+
+const TvdbStage tvdb_stage_fetch = {
+	.name = "fetch",
+	.claims = TVDB_NO_STATUS,	/* only ever a poll's follow-up */
+	.batch = 1,
+	.service = TVDB_SERVICE_LLAMAPARSE,
+	.fails_to = TVDB_FAILED_PARSE,
+	.operation = "result",
+	.runs = tvdb_real_mode,
+	.request = fetch_request,
+	.record = fetch_record,
+	.deferrable = fetch_deferrable,
+	.record_all = fetch_record_all,
+};
