@@ -88,3 +88,27 @@ EXECUTE legacy_event('bbbbbbbb-0000-4000-8000-000000000003', :'job2', :'doc', 's
 SELECT status, attempts, last_error, jsonb_object_keys(stage_seconds) AS past_statuses
 FROM tvdb.jobs WHERE job_id = :'job';
 SELECT count(*) AS history_rows, min(seq) < max(seq) AS ordered FROM tvdb.job_history(:'job');
+
+-- A change made from inside another (a user trigger moving a second job
+-- while the first one's UPDATE runs) keeps both movers' details: the
+-- outer detail reaches the outer job's event and last_error, the inner
+-- detail the inner job's.
+CREATE TEMP TABLE nested_pair AS
+SELECT tvdb.upload('outer.txt', 'o'::bytea) AS outer_job, tvdb.upload('inner.txt', 'i'::bytea) AS inner_job;
+CREATE FUNCTION pg_temp.move_inner() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.job_id = (SELECT outer_job FROM nested_pair) THEN
+        PERFORM tvdb.transition((SELECT inner_job FROM nested_pair), 'failed_parse', '{"error": "inner reason"}');
+    END IF;
+    RETURN NULL;
+END $$;
+-- named to fire before tvdb_record_update, which writes the outer event
+CREATE TRIGGER a_move_inner AFTER UPDATE ON upload_pipeline.upload_jobs
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.move_inner();
+SELECT tvdb.transition(outer_job, 'failed_parse', '{"error": "outer reason"}') FROM nested_pair;
+DROP TRIGGER a_move_inner ON upload_pipeline.upload_jobs;
+SELECT d.filename, j.status, j.last_error, e.payload ->> 'error' AS event_error
+FROM nested_pair p JOIN upload_pipeline.upload_jobs j ON j.job_id IN (p.outer_job, p.inner_job)
+JOIN upload_pipeline.documents d USING (document_id)
+JOIN upload_pipeline.events e ON e.job_id = j.job_id AND e.to_status = 'failed_parse'
+ORDER BY 1;

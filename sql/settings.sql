@@ -13,6 +13,11 @@ SELECT name, context FROM pg_settings WHERE name IN ('tvdb.database', 'tvdb.work
 ALTER SYSTEM SET tvdb.service_mode = 'offline';
 ALTER SYSTEM SET tvdb.max_inflight = 0;
 ALTER SYSTEM SET tvdb.chunk_bytes_per_token = 17;
+-- URLs that requests go to are http(s) with a host, and cannot carry a
+-- line break into a request.
+ALTER SYSTEM SET tvdb.openai_base_url = 'file:///etc/passwd';
+ALTER SYSTEM SET tvdb.llamaparse_base_url = 'https://';
+ALTER SYSTEM SET tvdb.parse_webhook_url = E'https://hooks.example/x\r\nX-Injected: 1';
 -- Restart-only and reload-only settings cannot be set in a session.
 SET tvdb.workers = 4;
 SET tvdb.service_mode = 'mock';

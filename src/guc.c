@@ -67,6 +67,53 @@ define_string(const char *name, const char *desc, char **var, const char *def,
 	DefineCustomStringVariable(name, desc, NULL, var, def, ctx, flags, NULL, NULL, NULL);
 }
 
+/*
+ * A URL the worker sends requests to (or hands to LlamaParse): http or
+ * https, a host, and no spaces or control characters that could split a
+ * request line or a header.
+ */
+static bool
+check_url(const char *url, bool empty_ok)
+{
+	const char *host;
+
+	if (url == NULL || (url[0] == '\0' && empty_ok))
+		return true;
+	if (pg_strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (pg_strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else
+	{
+		GUC_check_errdetail("\"%s\" does not begin with http:// or https://.", url);
+		return false;
+	}
+	if (*host == '\0' || *host == '/')
+	{
+		GUC_check_errdetail("\"%s\" has no host.", url);
+		return false;
+	}
+	for (const char *p = url; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+		{
+			GUC_check_errdetail("The URL contains a space or a control character.");
+			return false;
+		}
+	return true;
+}
+
+static bool
+check_service_url(char **newval, void **extra, GucSource source)
+{
+	return check_url(*newval, false);
+}
+
+static bool
+check_webhook_url(char **newval, void **extra, GucSource source)
+{
+	return check_url(*newval, true);
+}
+
 void
 tvdb_define_settings(void)
 {
@@ -108,12 +155,14 @@ tvdb_define_settings(void)
 							 "real: call LlamaParse and OpenAI; mock: built-in offline parser and embedder.",
 							 NULL, &tvdb_service_mode, TVDB_MODE_REAL, mode_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
-	define_string("tvdb.llamaparse_base_url", "LlamaParse API base URL.",
-				  &tvdb_llamaparse_base_url, "https://api.cloud.llamaindex.ai", PGC_SIGHUP, 0);
+	DefineCustomStringVariable("tvdb.llamaparse_base_url", "LlamaParse API base URL.", NULL,
+							   &tvdb_llamaparse_base_url, "https://api.cloud.llamaindex.ai", PGC_SIGHUP, 0,
+							   check_service_url, NULL, NULL);
 	define_string("tvdb.llamaparse_api_key", "LlamaParse API key.",
 				  &tvdb_llamaparse_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
-	define_string("tvdb.openai_base_url", "OpenAI API base URL, including /v1.",
-				  &tvdb_openai_base_url, "https://api.openai.com/v1", PGC_SIGHUP, 0);
+	DefineCustomStringVariable("tvdb.openai_base_url", "OpenAI API base URL, including /v1.", NULL,
+							   &tvdb_openai_base_url, "https://api.openai.com/v1", PGC_SIGHUP, 0,
+							   check_service_url, NULL, NULL);
 	define_string("tvdb.openai_api_key", "OpenAI API key.",
 				  &tvdb_openai_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
 	define_string("tvdb.embedding_model", "OpenAI embedding model.",
@@ -138,8 +187,9 @@ tvdb_define_settings(void)
 			   &tvdb_poll_max_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
 	define_int("tvdb.lease_seconds", "How long a worker's claim on a job lasts before another may take it.",
 			   &tvdb_lease_seconds, 300, 1, 86400, PGC_SIGHUP, GUC_UNIT_S);
-	define_string("tvdb.parse_webhook_url", "webhook_url sent with LlamaParse uploads (empty: none).",
-				  &tvdb_parse_webhook_url, "", PGC_SIGHUP, 0);
+	DefineCustomStringVariable("tvdb.parse_webhook_url", "webhook_url sent with LlamaParse uploads (empty: none).",
+							   NULL, &tvdb_parse_webhook_url, "", PGC_SIGHUP, 0,
+							   check_webhook_url, NULL, NULL);
 	DefineCustomRealVariable("tvdb.llamaparse_usd_per_page", "LlamaParse price per page, USD.",
 							 NULL, &tvdb_llamaparse_usd_per_page, 0.003, 0, DBL_MAX,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);

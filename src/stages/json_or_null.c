@@ -1,5 +1,5 @@
 /*
- * jsonornull.c — tvdb._json_or_null(text): the body of a service's answer as
+ * json_or_null.c — tvdb._json_or_null(text): the body of a service's answer as
  * jsonb, or NULL when it is not JSON.  Checked with PostgreSQL's JSON parser,
  * which reports a syntax error instead of raising one: no subtransaction per
  * answer, which a PL/pgSQL EXCEPTION block would cost.

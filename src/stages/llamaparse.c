@@ -232,7 +232,8 @@ poll_claim(const char *owner, int n, MemoryContext cxt)
 
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
 		w->parse_job_id = pid ? MemoryContextStrdup(w->cxt, pid) : NULL;
-		w->req = new_request(w, psprintf("/api/v1/parsing/job/%s", pid ? pid : ""));
+		/* the id comes from the service: escaped, it cannot leave its path segment */
+		w->req = new_request(w, psprintf("/api/v1/parsing/job/%s", tvdb_http_escape(pid ? pid : "")));
 		works = tvdb_work_append(works, w, cxt);
 	}
 	return works;
@@ -292,7 +293,8 @@ const TvdbStage tvdb_stage_poll = {
 static void
 fetch_request(TvdbWork *w)
 {
-	w->req = new_request(w, psprintf("/api/v1/parsing/job/%s/result/markdown", w->parse_job_id));
+	w->req = new_request(w, psprintf("/api/v1/parsing/job/%s/result/markdown",
+									  tvdb_http_escape(w->parse_job_id)));
 }
 
 /* A result with its markdown waits for fetch_record_all (the body is the answer). */

@@ -1,5 +1,5 @@
 /*
- * http.c — routes and request handling on libmicrohttpd.
+ * server.c — routes and request handling on libmicrohttpd.
  *
  *   POST /api/v1/webhooks/llamaparse   raw body + headers to the database,
  *                                      its {"http_status", ...} relayed back

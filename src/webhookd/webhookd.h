@@ -65,7 +65,7 @@ extern DbOutcome pool_exec(const char *sql, int nparams, const Oid *types,
 extern void pool_shutdown(void);
 extern void pool_destroy(void);
 
-/* http.c — routes and request handling on libmicrohttpd */
+/* server.c — routes and request handling on libmicrohttpd */
 struct MHD_Daemon;
 struct sockaddr;
 extern struct MHD_Daemon *http_start(const Config *cfg,

@@ -309,6 +309,20 @@ tvdb_http_text(TvdbHttp *req, const char **failure)
 	return req->body;
 }
 
+/* s percent-encoded for a URL path segment (all but A-Z a-z 0-9 - . _ ~), palloc'd. */
+char *
+tvdb_http_escape(const char *s)
+{
+	char	   *e = curl_easy_escape(NULL, s, 0);
+	char	   *out;
+
+	if (e == NULL)
+		elog(ERROR, "out of memory escaping a URL segment");
+	out = pstrdup(e);
+	curl_free(e);
+	return out;
+}
+
 /* The requests libcurl has finished, in a list in the current memory context. */
 static List *
 finished(void)

@@ -42,5 +42,6 @@ extern int	tvdb_http_inflight(void);
 extern List *tvdb_http_wait(long timeout_ms, bool latch);
 extern const char *tvdb_http_failure(TvdbHttp *req);
 extern char *tvdb_http_text(TvdbHttp *req, const char **failure);
+extern char *tvdb_http_escape(const char *s);
 
 #endif							/* TVDB_HTTP_DRIVER_H */

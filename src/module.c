@@ -1,5 +1,5 @@
 /*
- * tvdb.c — the extension's entry point: module magic and _PG_init.  The
+ * module.c — the extension's entry point: module magic and _PG_init.  The
  * library works both when preloaded (shared_preload_libraries, which the
  * background workers need) and when loaded on first use.
  */
