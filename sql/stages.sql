@@ -204,8 +204,53 @@ SELECT tvdb._json_or_null('{"id": "pj-1"}') AS object, tvdb._json_or_null('{"id"
        tvdb._json_or_null('"\u0000"') IS NULL AS nul_escape, tvdb._json_or_null('"\ud800"') IS NULL AS lone_surrogate,
        tvdb._json_or_null('[1, "é"]') AS utf8;
 
+-- The rules the worker's C and this SQL share, asked of the C directly.
+SELECT tvdb._embeddings_problem(b, 2, 3) AS problem
+FROM unnest(ARRAY[
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, 1, 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 2, "embedding": [0, 1, 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, "x", 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, 1e99, 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, 1, 0]}, {"index": 1, "embedding": [0, 1, 0]}]}',
+  '{"data": [{"index": 0, "embedding": [1, 0, 0]}]',
+  'not json']) WITH ORDINALITY AS t(b, n) ORDER BY n;
+SELECT s, tvdb._llamaparse_running(s) AS running
+FROM unnest(ARRAY['PENDING', 'running', 'IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS', 'ERROR']) AS s;
+
+-- OpenAI refuses for good a request carrying several documents: none is
+-- failed for it; each is given back at once to be embedded alone, with a
+-- warning event, and the request is in the ledger once with OpenAI's message.
+SELECT pg_temp.leased_job('s1.md') AS s1, pg_temp.leased_job('s2.md') AS s2 \gset
+SELECT pg_temp.walk(j, ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                             'embedding_queued', 'embedding_in_progress'])
+FROM unnest(ARRAY[:'s1', :'s2']::uuid[]) AS j;
+SELECT tvdb._embeddings_split('regress', ARRAY[:'s1', :'s2']::uuid[], 5, 400,
+         '{"error": {"message": "input[3] is invalid", "type": "invalid_request_error", "param": "input", "code": null}}',
+         12, NULL, NULL) AS outcome;
+SELECT pg_temp.state(:'s1') AS s1, pg_temp.state(:'s2') AS s2;
+SELECT e.code, e.severity, e.payload ->> 'error' AS error FROM upload_pipeline.events e
+WHERE e.job_id = :'s1' AND e.code LIKE '%retry_scheduled';
+SELECT http_status, inputs, cardinality(job_ids) AS jobs, error FROM upload_pipeline.usage
+WHERE ARRAY[:'s1']::uuid[] <@ job_ids;
+
+-- Work the worker could not record holds back only its job: given back with
+-- a backoff twice, failed with the reason the third time in one status; at
+-- once for bad data; nothing for a job no longer leased to the caller.
+SELECT pg_temp.leased_job('h1.pdf', 'parse_queued') AS h1, pg_temp.leased_job('h2.pdf', 'parse_queued') AS h2 \gset
+SELECT tvdb._hold_back(:'h1', 'regress', 'failed_parse', 'poisoned', false, 3) AS first;
+SELECT pg_temp.state(:'h1');
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'h1';
+SELECT tvdb._hold_back(:'h1', 'regress', 'failed_parse', 'poisoned', false, 3) AS second;
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'h1';
+SELECT tvdb._hold_back(:'h1', 'regress', 'failed_parse', 'poisoned', false, 3) AS third;
+SELECT pg_temp.state(:'h1');
+SELECT tvdb._hold_back(:'h2', 'regress', 'failed_parse', 'integer out of range', true, 3) AS bad_data;
+SELECT pg_temp.state(:'h2');
+SELECT tvdb._hold_back(:'h2', 'regress', 'failed_parse', 'late', false, 3) AS not_ours;
+
 -- Leave the shared regression database as it was found (other files count jobs).
 DELETE FROM upload_pipeline.documents
 WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
                    'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
-                   'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf');
+                   'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf', 's1.md', 's2.md',
+                   'h1.pdf', 'h2.pdf');
