@@ -6,7 +6,11 @@
  *
  * Today: a remote stage waits while real mode lacks its keys; answers are
  * classified by HTTP status, the same rule the SQL that records them uses
- * (tvdb._is_transient calls tvdb_classify).
+ * (tvdb._is_transient calls tvdb_classify).  Local stages (chunking, the
+ * mock) send nothing: they pass the before-send hook, which the dispatcher
+ * asks for every stage before claiming, and have no answer to classify;
+ * work that fails to be recorded is held back by the dispatcher, by its
+ * SQLSTATE, not counted against a service.
  */
 #include "worker/stage.h"
 
