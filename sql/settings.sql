@@ -18,6 +18,18 @@ ALTER SYSTEM SET tvdb.chunk_bytes_per_token = 17;
 ALTER SYSTEM SET tvdb.openai_base_url = 'file:///etc/passwd';
 ALTER SYSTEM SET tvdb.llamaparse_base_url = 'https://';
 ALTER SYSTEM SET tvdb.parse_webhook_url = E'https://hooks.example/x\r\nX-Injected: 1';
+-- Settings that must agree are checked against the value the other one will
+-- have after the next reload: raising both works in the right order (the
+-- running server still has 30 s as its maximum while the first waits in
+-- postgresql.auto.conf), and is refused in the wrong one, naming the fix.
+ALTER SYSTEM SET tvdb.poll_interval_min = '40min';
+ALTER SYSTEM SET tvdb.chunk_target_tokens = 100;
+ALTER SYSTEM SET tvdb.poll_interval_max = '1h';
+ALTER SYSTEM SET tvdb.poll_interval_min = '40min';
+ALTER SYSTEM SET tvdb.poll_interval_max = '35min';
+SELECT regexp_replace(pg_read_file('postgresql.auto.conf'), '^#[^\n]*\n#[^\n]*\n', '') AS pending;
+ALTER SYSTEM RESET tvdb.poll_interval_min;
+ALTER SYSTEM RESET tvdb.poll_interval_max;
 -- Restart-only and reload-only settings cannot be set in a session.
 SET tvdb.workers = 4;
 SET tvdb.service_mode = 'mock';

@@ -4,18 +4,21 @@
  * workers need a restart; the workers' tuning is reloaded on SIGHUP.
  *
  * Settings that must agree (poll_interval_min <= poll_interval_max, overlap
- * at most half the chunk size) are not refused by check hooks: ALTER SYSTEM
- * checks a value against the other setting's current value, not the one it
- * will have, and a configuration file is applied one line at a time, so any
- * order of two valid changes could be refused.  Instead the effective values
- * resolve a disagreement (tvdb_poll_max_effective, tvdb_chunk_overlap_effective)
- * and tvdb_settings_disagree names it, which the worker logs at start and
- * on every reload.
+ * at most half the chunk size) are checked by their check hooks when one is
+ * changed with ALTER SYSTEM, against the value the other will have after
+ * the next reload (read from the configuration files, since ALTER SYSTEM
+ * changes no value until then).  A configuration file itself is applied
+ * one line at a time, so there a disagreement cannot be refused: the
+ * effective values resolve it (tvdb_poll_max_effective,
+ * tvdb_chunk_overlap_effective) and tvdb_settings_disagree names it, which
+ * the worker logs at start and on every reload.
  */
 #include "tvdb.h"
 
 #include <float.h>
 
+#include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -65,6 +68,108 @@ define_string(const char *name, const char *desc, char **var, const char *def,
 			  GucContext ctx, int flags)
 {
 	DefineCustomStringVariable(name, desc, NULL, var, def, ctx, flags, NULL, NULL, NULL);
+}
+
+/*
+ * The integer a setting will have after the next reload: the last value
+ * the configuration files give it (postgresql.auto.conf, which ALTER SYSTEM
+ * writes, is read last), else its current value.
+ */
+static int
+pending_int(const char *name, int flags, int current)
+{
+	ConfigVariable *head = NULL;
+	ConfigVariable *tail = NULL;
+	const char *value = NULL;
+	int			result = current;
+
+	if (ConfigFileName != NULL)
+		(void) ParseConfigFile(ConfigFileName, false, NULL, 0, 0, DEBUG2, &head, &tail);
+	if (DataDir != NULL)
+		(void) ParseConfigFile(psprintf("%s/%s", DataDir, PG_AUTOCONF_FILENAME), false, NULL, 0, 0,
+							   DEBUG2, &head, &tail);
+	for (ConfigVariable *v = head; v != NULL; v = v->next)
+		if (v->name != NULL && v->value != NULL && pg_strcasecmp(v->name, name) == 0)
+			value = v->value;
+	if (value == NULL || !parse_int(value, &result, flags, NULL))
+		result = current;
+	FreeConfigVariables(head);
+	return result;
+}
+
+/*
+ * Outside a transaction a configuration file is being applied, line by
+ * line: accept, and let the effective values and the worker's warning deal
+ * with a disagreement.  In one, ALTER SYSTEM is asking.
+ */
+static bool
+changed_by_alter_system(void)
+{
+	return IsTransactionState();
+}
+
+static bool
+check_poll_min(int *newval, void **extra, GucSource source)
+{
+	int			max;
+
+	if (!changed_by_alter_system())
+		return true;
+	max = pending_int("tvdb.poll_interval_max", GUC_UNIT_MS, tvdb_poll_max_ms);
+	if (*newval <= max)
+		return true;
+	GUC_check_errdetail("tvdb.poll_interval_min (%d ms) would exceed tvdb.poll_interval_max (%d ms).",
+						*newval, max);
+	GUC_check_errhint("Raise tvdb.poll_interval_max first.");
+	return false;
+}
+
+static bool
+check_poll_max(int *newval, void **extra, GucSource source)
+{
+	int			min;
+
+	if (!changed_by_alter_system())
+		return true;
+	min = pending_int("tvdb.poll_interval_min", GUC_UNIT_MS, tvdb_poll_min_ms);
+	if (*newval >= min)
+		return true;
+	GUC_check_errdetail("tvdb.poll_interval_max (%d ms) would be below tvdb.poll_interval_min (%d ms).",
+						*newval, min);
+	GUC_check_errhint("Lower tvdb.poll_interval_min first.");
+	return false;
+}
+
+static bool
+check_overlap(int *newval, void **extra, GucSource source)
+{
+	int			target;
+
+	if (!changed_by_alter_system())
+		return true;
+	target = pending_int("tvdb.chunk_target_tokens", 0, tvdb_chunk_target_tokens);
+	if (*newval <= target / 2)
+		return true;
+	GUC_check_errdetail("tvdb.chunk_overlap_tokens (%d) would be more than half of tvdb.chunk_target_tokens (%d).",
+						*newval, target);
+	GUC_check_errhint("Raise tvdb.chunk_target_tokens first, or choose a smaller overlap.");
+	return false;
+}
+
+static bool
+check_target(int *newval, void **extra, GucSource source)
+{
+	int			overlap;
+
+	if (!changed_by_alter_system())
+		return true;
+	overlap = pending_int("tvdb.chunk_overlap_tokens", 0, tvdb_chunk_overlap_tokens);
+	if (overlap <= *newval / 2)
+		return true;
+	GUC_check_errdetail("tvdb.chunk_overlap_tokens (%d) would be more than half of tvdb.chunk_target_tokens (%d).",
+						overlap, *newval);
+	GUC_check_errhint("Lower tvdb.chunk_overlap_tokens first.");
+	return false;
 }
 
 /*
@@ -171,20 +276,24 @@ tvdb_define_settings(void)
 			   &tvdb_embedding_dimensions, 0, 0, 16000, PGC_SIGHUP, 0);
 	define_int("tvdb.max_inflight", "Most HTTP requests a worker has in flight at once.",
 			   &tvdb_max_inflight, 64, 1, 10000, PGC_SIGHUP, 0);
-	define_int("tvdb.chunk_target_tokens", "Target chunk size in estimated tokens.",
-			   &tvdb_chunk_target_tokens, 512, 16, 8192, PGC_SIGHUP, 0);
-	define_int("tvdb.chunk_overlap_tokens", "Estimated tokens a chunk repeats from the one before.",
-			   &tvdb_chunk_overlap_tokens, 64, 0, 4096, PGC_SIGHUP, 0);
+	DefineCustomIntVariable("tvdb.chunk_target_tokens", "Target chunk size in estimated tokens.", NULL,
+							&tvdb_chunk_target_tokens, 512, 16, 8192, PGC_SIGHUP, 0,
+							check_target, NULL, NULL);
+	DefineCustomIntVariable("tvdb.chunk_overlap_tokens", "Estimated tokens a chunk repeats from the one before.", NULL,
+							&tvdb_chunk_overlap_tokens, 64, 0, 4096, PGC_SIGHUP, 0,
+							check_overlap, NULL, NULL);
 	define_int("tvdb.chunk_bytes_per_token", "Bytes per token when estimating tokens from text.",
 			   &tvdb_chunk_bytes_per_token, 4, 1, 16, PGC_SIGHUP, 0);
 	define_int("tvdb.http_timeout", "Whole-request timeout for HTTP calls.",
 			   &tvdb_http_timeout_ms, 60000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
 	define_int("tvdb.connect_timeout", "Connection timeout for HTTP calls.",
 			   &tvdb_connect_timeout_ms, 10000, 100, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
-	define_int("tvdb.poll_interval_min", "First wait before polling a LlamaParse job.",
-			   &tvdb_poll_min_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
-	define_int("tvdb.poll_interval_max", "Longest wait between polls of a LlamaParse job.",
-			   &tvdb_poll_max_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	DefineCustomIntVariable("tvdb.poll_interval_min", "First wait before polling a LlamaParse job.", NULL,
+							&tvdb_poll_min_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
+							check_poll_min, NULL, NULL);
+	DefineCustomIntVariable("tvdb.poll_interval_max", "Longest wait between polls of a LlamaParse job.", NULL,
+							&tvdb_poll_max_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
+							check_poll_max, NULL, NULL);
 	define_int("tvdb.lease_seconds", "How long a worker's claim on a job lasts before another may take it.",
 			   &tvdb_lease_seconds, 300, 1, 86400, PGC_SIGHUP, GUC_UNIT_S);
 	DefineCustomStringVariable("tvdb.parse_webhook_url", "webhook_url sent with LlamaParse uploads (empty: none).",

@@ -350,8 +350,8 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
         echo "  ideal = N*u/M + P + e = $N1*$(calc "round($u*1000,2)")ms/$M + ${PARSE_LATENCY}s" \
              "+ $(calc "round($e*1000,2)")ms = $(calc "round($ideal, 3)") s (the webhook's delivery and its database work counted as free)"
         psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.parse_webhook_url = '$WH_URL/api/v1/webhooks/llamaparse'" \
-             -c "ALTER SYSTEM SET tvdb.poll_interval_min = '${WH_POLL_MS}ms'" \
-             -c "ALTER SYSTEM SET tvdb.poll_interval_max = '${WH_POLL_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
+             -c "ALTER SYSTEM SET tvdb.poll_interval_max = '${WH_POLL_MS}ms'" \
+             -c "ALTER SYSTEM SET tvdb.poll_interval_min = '${WH_POLL_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
         lp_knobs "{\"webhook\": true, \"webhook_secret\": \"$WH_SECRET\"}"
     else
         ideal=$(calc "$N1*$u/$M + $PARSE_LATENCY + $N1*($p+$f)/$M + $e")

@@ -79,8 +79,8 @@ ALTER SYSTEM SET tvdb.poll_interval_max = '500ms';
 ALTER SYSTEM SET tvdb.lease_seconds = 4;
 ALTER SYSTEM SET tvdb.http_timeout = '8s';
 ALTER SYSTEM SET tvdb.connect_timeout = '2s';
-ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
 ALTER SYSTEM SET tvdb.chunk_overlap_tokens = 16;
+ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
 SELECT pg_reload_conf();
 SQL
 sleep 0.5
