@@ -202,6 +202,75 @@ is "$(q "select count(*) || ':' || bool_and(u.http_status = 200 and u.error like
    "its result request is in the ledger once, as not recorded"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"absurd_pages_marker": null}' >/dev/null
 
+echo "# phase 1d: a claim whose transaction fails leaves no memory behind"
+# A deferred trigger refuses, at commit, every move into embedding_in_progress:
+# each pass the workers build a claim's requests and lose them with the
+# rolled-back transaction.  Their palloc'd memory must not grow with it.
+LOG=$PGHOST/server.log
+memctx() {  # "<TopMemoryContext used> <tvdb's own contexts used>" of worker $1, in bytes
+    # (caches and plans are left out: autovacuum's ANALYZE replans, which moves them)
+    local before; before=$(grep -c "Grand total" "$LOG" || true)
+    q "SELECT pg_log_backend_memory_contexts($1)" >/dev/null
+    for _ in $(seq 1 50); do
+        [ "$(grep -c "Grand total" "$LOG" || true)" -gt "$before" ] && break; sleep 0.1
+    done
+    grep "\[$1\]" "$LOG" | awk '/logging memory contexts of PID/ { top = 0; own = 0 }
+        /level: 0; TopMemoryContext:/ { match($0, /[0-9]+ used/); top = substr($0, RSTART, RLENGTH - 5) }
+        /level: [0-9]+; tvdb / { match($0, /[0-9]+ used/); own += substr($0, RSTART, RLENGTH - 5) }
+        END { print top + 0, own + 0 }'
+}
+q "CREATE FUNCTION tvdb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
+   BEGIN RAISE EXCEPTION 'tvdb test: embedding refused at commit'; END \$\$;
+   CREATE CONSTRAINT TRIGGER refuse_embedding AFTER UPDATE ON upload_pipeline.upload_jobs
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+       WHEN (OLD.status = 'embedding_queued' AND NEW.status = 'embedding_in_progress')
+       EXECUTE FUNCTION tvdb_test_refuse()" >/dev/null
+q "SELECT tvdb.upload('p1d-refused.md', convert_to(E'# Refused\n\nEmbedding this one fails at commit.', 'UTF8'))" >/dev/null
+for _ in $(seq 1 80); do
+    [ "$(q "select status from tvdb.jobs where filename = 'p1d-refused.md'")" = embedding_queued ] && break; sleep 0.25
+done
+# Let the claim fail a few times first: the plan cache keeps a generic plan of
+# a statement after its fifth run, a one-time growth that is not a leak.
+sleep 8
+wpids=$(q "select string_agg(pid::text, ' ') from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB'")
+fails0=$(grep -c "embedding refused at commit" "$LOG" || true)
+declare -A m0
+for p in $wpids; do m0[$p]=$(memctx "$p"); done
+sleep 8
+grown=""
+for p in $wpids; do
+    read -r top0 all0 <<<"${m0[$p]}"; read -r top1 all1 <<<"$(memctx "$p")"
+    grown+=" worker $p: TopMemoryContext +$((top1 - top0)) B, tvdb's contexts +$((all1 - all0)) B;"
+    [ $((top1 - top0)) -le 1024 ] && [ $((all1 - all0)) -le 8192 ] || bad=1
+done
+fails=$(( $(grep -c "embedding refused at commit" "$LOG" || true) - fails0 ))
+[ "$fails" -ge 8 ]; ok $? "the claims kept failing at commit ($fails times in 8 s)"
+[ -z "${bad:-}" ]; ok $? "the workers' memory did not grow with them:$grown"
+q "DROP TRIGGER refuse_embedding ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
+wait_settled p1d- 60; ok $? "the document completes once the trigger is gone"
+
+echo "# phase 1e: answers whose transaction fails at commit are still in the ledger"
+# A deferred trigger refuses, at commit, the move to parsed: the transaction
+# that records the fetched result fails as a whole; its request must still
+# have its ledger row.
+q "CREATE FUNCTION tvdb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
+   BEGIN RAISE EXCEPTION 'tvdb test: parsed refused at commit'; END \$\$;
+   CREATE CONSTRAINT TRIGGER refuse_parsed AFTER UPDATE ON upload_pipeline.upload_jobs
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+       WHEN (OLD.status = 'parse_queued' AND NEW.status = 'parsed')
+       EXECUTE FUNCTION tvdb_test_refuse()" >/dev/null
+q "SELECT tvdb.upload('p1e-refused.md', convert_to(E'# Refused\n\nParsed, but not at commit.', 'UTF8'))" >/dev/null
+unrecorded() {
+    q "select count(*) from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+       where j.filename = 'p1e-refused.md' and u.operation = 'result' and u.http_status = 200
+         and u.error like 'outcome not recorded%'"
+}
+for _ in $(seq 1 60); do [ "$(unrecorded)" -ge 1 ] && break; sleep 0.25; done
+is "$(unrecorded) $(q "select status from tvdb.jobs where filename = 'p1e-refused.md'")" "1 parse_queued" \
+   "the fetched result's request is in the ledger, the job is not moved"
+q "DROP TRIGGER refuse_parsed ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
+wait_settled p1e- 120; ok $? "the document completes once the trigger is gone (after its lease lapses)"
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
@@ -232,7 +301,7 @@ is "$(q "select count(*) from (select c.document_id, max(chunk_index) + 1 = coun
           from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
           where d.filename like 'p2-%' group by 1) s where not dense")" 0 "after the crash, no chunk duplicated or missing"
 is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
-          and operation = 'result' and http_status = 200 group by 1 having count(*) > 1) s")" 0 \
+          and operation = 'result' and http_status = 200 and error is null group by 1 having count(*) > 1) s")" 0 \
    "after the crash, no parse result was recorded twice"
 
 echo "# phase 3: SIGTERM with requests in flight"
