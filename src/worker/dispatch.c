@@ -26,7 +26,7 @@
 #define MAX_HOLD_BACKS 3
 
 static MemoryContext inflight_cxt = NULL;	/* works whose requests are in flight */
-static TimestampTz last_look[32];
+static TimestampTz last_look[32];	/* per table entry: when it was last looked at */
 
 void
 tvdb_dispatch_init(void)
@@ -251,7 +251,7 @@ tvdb_dispatch(const char *owner)
 	int			room = tvdb_max_inflight - tvdb_http_inflight();
 	bool		more = false;
 
-	for (int i = 0; tvdb_stage_table[i] != NULL; i++)
+	for (int i = 0; tvdb_stage_table[i] != NULL && i < (int) lengthof(last_look); i++)
 	{
 		const TvdbStage *s = tvdb_stage_table[i];
 		TimestampTz now = GetCurrentTimestamp();

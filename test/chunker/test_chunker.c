@@ -1,5 +1,5 @@
 /*
- * test_chunker.c — unit tests for src/chunker.c, printing TAP.  Exits
+ * test_chunker.c — unit tests for src/chunker/chunker.c, printing TAP.  Exits
  * non-zero if any test fails.  Environment: FUZZ_ITERS (default 300) random
  * documents, FUZZ_SEED to vary them, FUZZ_DUMP=N writes document N to
  * fuzz_dump.md (then: ./chunk_file fuzz_dump.md T O M B).
