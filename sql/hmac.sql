@@ -72,7 +72,7 @@ SELECT tvdb.verify_webhook_signature(body, jsonb_build_object('webhook-id', id,
        tvdb.verify_webhook_signature(body, jsonb_build_object(
          'webhook-timestamp', ts, 'webhook-signature', sig), secrets) AS no_id,
        tvdb.verify_webhook_signature(body, jsonb_build_object('webhook-id', id,
-         'webhook-timestamp', ts, 'webhook-signature', sig), '{MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}') AS secret_not_decoded
+         'webhook-timestamp', ts, 'webhook-signature', sig), '{MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}') AS unprefixed_is_base64_too
 FROM sw;
 -- The default tolerance of 300 s refuses the 2021 timestamp.
 RESET tvdb.webhook_tolerance;
@@ -104,6 +104,24 @@ SELECT tvdb.verify_webhook_signature('{"a": 1}',
          pg_temp.sw_headers('{"a": 1}', extract(epoch FROM clock_timestamp())::bigint,
                             'whsec_' || encode('second key', 'base64')),
          ARRAY['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'whsec_' || encode('second key', 'base64')]) AS rotated;
+
+-- Secrets as the Standard Webhooks reference library reads them
+-- (libraries/python/standardwebhooks/webhooks.py): padding is optional,
+-- characters outside base64 are skipped, and a secret without "whsec_" is
+-- base64 too.  A secret that holds no base64 serves only the sha256=<hex>
+-- headers, where an unprefixed secret stays its own bytes.
+SELECT k.label, tvdb.verify_webhook_signature('{"a": 1}',
+         pg_temp.sw_headers('{"a": 1}', extract(epoch FROM clock_timestamp())::bigint,
+                            'whsec_' || encode('second key', 'base64')), ARRAY[k.secret]) AS standard,
+       tvdb.verify_webhook_signature('{"a": 1}', jsonb_build_object('X-Webhook-Signature',
+         'sha256=' || encode(hmac('{"a": 1}'::bytea, convert_to(k.secret, 'UTF8'), 'sha256'), 'hex')),
+         ARRAY[k.secret]) AS hex_with_its_bytes
+FROM (VALUES ('padded', 'whsec_' || encode('second key', 'base64')),
+             ('unpadded', 'whsec_' || rtrim(encode('second key', 'base64'), '=')),
+             ('unprefixed', encode('second key', 'base64')),
+             ('unprefixed, unpadded', rtrim(encode('second key', 'base64'), '=')),
+             ('with a line break', E'whsec_c2Vjb2\n5kIGtleQ'),
+             ('not base64', 'second key')) AS k(label, secret);
 
 -- Configured secrets (NULL argument) are read from tvdb.webhook_secrets.
 SET tvdb.webhook_secrets = '';

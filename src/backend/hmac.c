@@ -24,11 +24,18 @@ PG_FUNCTION_INFO_V1(tvdb_verify_webhook_signature);
 #define MAC_LEN PG_SHA256_DIGEST_LENGTH
 #define WHSEC_PREFIX "whsec_"
 
-/* One secret, decoded to the bytes used as the HMAC key. */
+/*
+ * One secret, as the HMAC keys it gives: for the sha256=<hex> headers its
+ * bytes (a "whsec_" secret: the base64 it holds); for Standard Webhooks the
+ * base64 it holds, prefixed or not, as the reference library reads it
+ * (sw_len 0: the secret holds none, and serves only the hex headers).
+ */
 typedef struct Key
 {
 	char	   *bytes;
 	int			len;
+	char	   *sw;
+	int			sw_len;
 } Key;
 
 static void
@@ -82,13 +89,54 @@ free_keys(Key *keys, int nkeys)
 	{
 		explicit_bzero(keys[i].bytes, keys[i].len);
 		pfree(keys[i].bytes);
+		if (keys[i].sw)
+		{
+			explicit_bzero(keys[i].sw, keys[i].sw_len);
+			pfree(keys[i].sw);
+		}
 	}
 	pfree(keys);
 }
 
 /*
- * The secrets in force: a "whsec_" secret is the base64 of its key (Standard
- * Webhooks); any other is used as its bytes.  An undecodable secret is a
+ * The bytes a base64 secret holds, read as the Standard Webhooks reference
+ * library (Python) reads it: characters outside the base64 alphabet are
+ * skipped, padding is optional.  -1 when it holds no whole byte sequence.
+ */
+static int
+secret_base64(const char *s, char **out)
+{
+	int			n = strlen(s);
+	char	   *clean = palloc(n + 4);
+	int			k = 0;
+	int			len;
+
+	for (const char *p = s; *p && *p != '='; p++)
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '+' || *p == '/')
+			clean[k++] = *p;
+	if (k % 4 == 1)
+		len = -1;
+	else
+	{
+		while (k % 4 != 0)
+			clean[k++] = '=';
+		*out = palloc(pg_b64_dec_len(k) + 1);
+		len = pg_b64_decode(clean, k, *out, pg_b64_dec_len(k) + 1);
+		if (len <= 0)
+		{
+			explicit_bzero(*out, pg_b64_dec_len(k) + 1);
+			pfree(*out);
+			*out = NULL;
+		}
+	}
+	explicit_bzero(clean, n + 4);
+	pfree(clean);
+	return len;
+}
+
+/*
+ * The secrets in force.  A "whsec_" secret that holds no key is a
  * configuration error, reported without echoing it.
  */
 static pg_noinline Key *
@@ -101,34 +149,34 @@ decode_secrets(List *secrets, int *nkeys)
 	foreach(lc, secrets)
 	{
 		const char *s = lfirst(lc);
-		int			len = strlen(s);
+		bool		prefixed = strncmp(s, WHSEC_PREFIX, strlen(WHSEC_PREFIX)) == 0;
+		char	   *sw = NULL;
+		int			sw_len;
 
-		if (len == 0)
+		if (s[0] == '\0')
 			continue;
-		if (strncmp(s, WHSEC_PREFIX, strlen(WHSEC_PREFIX)) == 0)
+		sw_len = secret_base64(prefixed ? s + strlen(WHSEC_PREFIX) : s, &sw);
+		if (prefixed && sw_len <= 0)
 		{
-			const char *b64 = s + strlen(WHSEC_PREFIX);
-			int			b64len = len - strlen(WHSEC_PREFIX);
-			int			cap = pg_b64_dec_len(b64len);
-
-			keys[n].bytes = palloc(cap);
-			keys[n].len = pg_b64_decode(b64, b64len, keys[n].bytes, cap);
-			if (keys[n].len <= 0)
-			{
-				/* the keys decoded so far are zeroed on this path too */
-				explicit_bzero(keys[n].bytes, cap);
-				pfree(keys[n].bytes);
-				free_keys(keys, n);
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("webhook secret %d is not valid base64 after \"whsec_\"", n + 1),
-						 errhint("Standard Webhooks secrets are \"whsec_\" followed by the base64 of the key.")));
-			}
+			/* the keys decoded so far are zeroed on this path too */
+			free_keys(keys, n);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("webhook secret %d is not valid base64 after \"whsec_\"", n + 1),
+					 errhint("Standard Webhooks secrets are \"whsec_\" followed by the base64 of the key.")));
+		}
+		keys[n].sw = sw_len > 0 ? sw : NULL;
+		keys[n].sw_len = Max(sw_len, 0);
+		if (prefixed)
+		{
+			keys[n].bytes = palloc(sw_len);
+			memcpy(keys[n].bytes, sw, sw_len);
+			keys[n].len = sw_len;
 		}
 		else
 		{
 			keys[n].bytes = pstrdup(s);
-			keys[n].len = len;
+			keys[n].len = strlen(s);
 		}
 		n++;
 	}
@@ -212,7 +260,7 @@ parse_hex_signature(const char *value, uint8 *mac)
 }
 
 static bool
-any_key_matches(Key *keys, int nkeys, const char *const *parts,
+any_key_matches(Key *keys, int nkeys, bool standard, const char *const *parts,
 				const int *lens, int nparts, const uint8 *claimed)
 {
 	uint8		mac[MAC_LEN];
@@ -221,7 +269,12 @@ any_key_matches(Key *keys, int nkeys, const char *const *parts,
 	/* Try every key even after a match, so timing says nothing about which. */
 	for (int k = 0; k < nkeys; k++)
 	{
-		hmac_sha256(keys[k].bytes, keys[k].len, parts, lens, nparts, mac);
+		if (standard && keys[k].sw_len == 0)
+			continue;
+		if (standard)
+			hmac_sha256(keys[k].sw, keys[k].sw_len, parts, lens, nparts, mac);
+		else
+			hmac_sha256(keys[k].bytes, keys[k].len, parts, lens, nparts, mac);
 		ok |= timingsafe_bcmp(mac, claimed, MAC_LEN) == 0;
 	}
 	explicit_bzero(mac, sizeof(mac));
@@ -240,7 +293,7 @@ verify_hex_headers(char **values, bytea *body, Key *keys, int nkeys)
 		uint8		claimed[MAC_LEN];
 
 		if (values[i] != NULL && parse_hex_signature(values[i], claimed) &&
-			any_key_matches(keys, nkeys, parts, lens, 1, claimed))
+			any_key_matches(keys, nkeys, false, parts, lens, 1, claimed))
 			return true;
 	}
 	return false;
@@ -300,7 +353,7 @@ verify_standard_webhooks(char **values, bytea *body, Key *keys, int nkeys)
 			continue;
 		len = pg_b64_decode(tok + 3, strlen(tok + 3), (char *) claimed, sizeof(claimed));
 		if (len == MAC_LEN &&
-			any_key_matches(keys, nkeys, parts, lens, 5, claimed))
+			any_key_matches(keys, nkeys, true, parts, lens, 5, claimed))
 			return true;
 	}
 	return false;

@@ -506,9 +506,9 @@ class LlamaParseApp:
             mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             headers[k["webhook_header"] or "X-Webhook-Signature"] = "sha256=" + mac
         if style in ("standard", "both"):
-            key = secret.encode()
-            if secret.startswith("whsec_"):
-                key = base64.b64decode(secret[6:] + "=" * (-len(secret[6:]) % 4))
+            # as the reference library reads a secret: "whsec_" optional,
+            # the rest base64, padding optional
+            key = base64.b64decode((secret[6:] if secret.startswith("whsec_") else secret) + "==")
             msg_id = "msg_" + uuid.uuid4().hex
             ts = str(int(time.time()))
             mac = hmac.new(key, b"%s.%s.%s" % (msg_id.encode(), ts.encode(), body),
