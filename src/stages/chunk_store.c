@@ -64,7 +64,21 @@ add_row(ChunkRows *r, Datum job, int idx, TvdbChunk *ch)
 	r->n++;
 }
 
-/* Chunk one document into r; NULL on success, else why it failed. */
+/* Whether a chunk has any text to embed (OpenAI refuses empty inputs). */
+static bool
+has_text(const TvdbChunk *ch)
+{
+	for (size_t i = 0; i < ch->len; i++)
+		if (!isspace((unsigned char) ch->text[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Chunk one document into r; NULL on success, else why it failed.  A chunk
+ * with no text is not kept (indexes stay dense), and a document with none
+ * at all fails: there is nothing to embed.
+ */
 static char *
 chunk_one(ChunkRows *r, Datum job, text *md)
 {
@@ -77,8 +91,11 @@ chunk_one(ChunkRows *r, Datum job, text *md)
 		return psprintf("chunker: %s", err ? err : "failed");
 	PG_TRY();
 	{
+		int			kept = 0;
+
 		for (int i = 0; i < list.n; i++)
-			add_row(r, job, i, &list.chunks[i]);
+			if (has_text(&list.chunks[i]))
+				add_row(r, job, kept++, &list.chunks[i]);
 	}
 	PG_FINALLY();
 	{
@@ -177,6 +194,8 @@ chunk_run(List *works)
 			char	   *err = chunk_one(&r, job, md);
 			StringInfoData e;
 
+			if (err == NULL && r.n == before)
+				err = "no text: the parsed document has nothing to embed";
 			if (err == NULL)
 			{
 				ok_detail[n_ok] = DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("{\"chunks\": %d}", r.n - before)));

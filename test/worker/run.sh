@@ -365,11 +365,14 @@ q "SELECT tvdb.upload('m-a.md', convert_to(E'# Cats\n\nCats purr and sleep in th
           tvdb.upload('m-c.md', convert_to(E'# Cats\n\nCats purr and nap in the warm sun.', 'UTF8')),
           tvdb.upload('m-d.md', convert_to(E'# Taxes\n\nQuarterly VAT filings are due in April.', 'UTF8')),
           tvdb.upload('m-e.html', '<h1>Hi</h1><p>Some <b>HTML</b> &amp; text.</p>'),
-          tvdb.upload('m-f.pdf', '%PDF-1.4 binary')" >/dev/null
+          tvdb.upload('m-f.pdf', '%PDF-1.4 binary'),
+          tvdb.upload('m-g.md', convert_to(E'# Only a title\n\n---\n', 'UTF8'))" >/dev/null
 wait_settled m- 60; ok $? "mock documents settle with no network"
 is "$(q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'm-%'")" \
-   "m-a.md:complete m-b.md:complete m-c.md:complete m-d.md:complete m-e.html:complete m-f.pdf:failed_parse" \
-   "mock: text, markdown and HTML complete; PDF fails parse with a reason"
+   "m-a.md:complete m-b.md:complete m-c.md:complete m-d.md:complete m-e.html:complete m-f.pdf:failed_parse m-g.md:failed_chunking" \
+   "mock: text, markdown and HTML complete; PDF fails parse with a reason; a document with no text fails chunking"
+is "$(q "select last_error from tvdb.jobs where filename = 'm-g.md'")" "no text: the parsed document has nothing to embed" \
+   "a document with no text says so, and has no chunks to send"
 emb() { echo "(select c.embedding from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id) where d.filename = '$1')"; }
 cos() { echo "(select sum(a * b) from unnest($(emb "$1"), $(emb "$2")) as t(a, b))"; }
 is "$(q "select $(emb m-a.md) = $(emb m-b.md)")" t "mock: the same text gives the same vector"
