@@ -66,6 +66,9 @@ SELECT s AS service_status, j,
 FROM unnest(ARRAY['ERROR', 'CANCELLED', 'CANCELED', 'PARTIAL_SUCCESS']) AS s,
      LATERAL pg_temp.leased_job('p-' || s, 'parse_queued') AS j;
 SELECT service_status, outcome, pg_temp.state(j) FROM polled ORDER BY service_status;
+-- PARTIAL_SUCCESS is finished: its result is fetched, with a warning event.
+SELECT e.code, e.severity, e.payload FROM polled p JOIN upload_pipeline.events e ON e.job_id = p.j
+WHERE p.service_status = 'PARTIAL_SUCCESS' AND e.code = 'parse_partial_success';
 SELECT tvdb._parse_polled(pg_temp.leased_job('p3.pdf', 'parse_queued'), 'regress', 404,
                           '{"detail": "Job not found"}', 3, NULL, NULL, 1000, 30000);
 
@@ -79,6 +82,16 @@ SELECT service, operation, http_status, pages, cache_hit, cost_usd FROM upload_p
 WHERE job_id = :'p2' ORDER BY usage_id;
 SELECT tvdb._parse_fetched(:'p1', 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 0.003, 1000);
 SELECT pg_temp.state(:'p1');
+-- A result that stays unavailable after SUCCESS is not polled for ever: the
+-- fifth 404 in the status fails the parse with that reason.
+SELECT pg_temp.leased_job('p404.pdf', 'parse_queued') AS p404 \gset
+CREATE FUNCTION pg_temp.fetch_404(j uuid) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = j;
+  RETURN tvdb._parse_fetched(j, 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 0.003, 1000);
+END $$;
+SELECT n, pg_temp.fetch_404(:'p404') AS outcome FROM generate_series(1, 5) n ORDER BY n;
+SELECT pg_temp.state(:'p404');
 UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'p1';
 SELECT tvdb.transition(:'p1', 'parsed', '{"via": "webhook"}');
 SELECT tvdb._parse_fetched(:'p1', 'regress', 200, '{"markdown": "# late"}', 8, NULL, NULL, 0.003, 1000);
@@ -253,4 +266,4 @@ DELETE FROM upload_pipeline.documents
 WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
                    'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
                    'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf', 's1.md', 's2.md',
-                   'h1.pdf', 'h2.pdf');
+                   'h1.pdf', 'h2.pdf', 'p404.pdf');

@@ -136,7 +136,23 @@ BEGIN
     IF state = 'SUCCESS' THEN
         RETURN 'fetch';
     END IF;
-    -- ERROR, CANCELLED / CANCELED, PARTIAL_SUCCESS, or a status we do not know.
+    IF state = 'PARTIAL_SUCCESS' THEN
+        -- A finished parse, as the official client reads it: its result is
+        -- used, and what the service said about the missing part is kept.
+        INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
+        SELECT u.job_id, u.document_id, 'stage_error', 'warn', 'parse_partial_success',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'error', format('LlamaParse job PARTIAL_SUCCESS%s%s',
+                                   coalesce(': ' || coalesce(j ->> 'error_code', j ->> 'errorCode'), ''),
+                                   coalesce(': ' || coalesce(j ->> 'error_message', j ->> 'errorMessage',
+                                                             j ->> 'error'), '')),
+                   'error_code', coalesce(j ->> 'error_code', j ->> 'errorCode'))),
+               u.correlation_id
+        FROM upload_pipeline.upload_jobs u
+        WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'parse_queued';
+        RETURN 'fetch';
+    END IF;
+    -- ERROR, CANCELLED / CANCELED, or a status we do not know.
     msg := format('LlamaParse job %s%s%s', state,
                   coalesce(': ' || coalesce(j ->> 'error_code', j ->> 'errorCode'), ''),
                   coalesce(': ' || coalesce(j ->> 'error_message', j ->> 'errorMessage', j ->> 'error'), ''));
@@ -208,9 +224,20 @@ BEGIN
                     THEN 'done' ELSE 'lost' END;
     END IF;
     IF http_status = 404 THEN
-        -- Not ready after all: poll again.
+        -- Not ready after all: poll again, but not forever.  After the fifth
+        -- 404 in this status the parse fails with that reason.
         PERFORM tvdb._record_usage('llamaparse', 'result', job, NULL, http_status, latency_ms,
                                    error => tvdb._error_message(http_status, body, failure));
+        IF (SELECT count(*) FROM upload_pipeline.usage x JOIN upload_pipeline.upload_jobs u USING (job_id)
+            WHERE x.job_id = job AND x.operation = 'result' AND x.http_status = 404
+              AND x.ts >= u.status_changed_at) >= 5 THEN
+            RETURN CASE WHEN tvdb._advance(job, owner, 'parse_queued', 'failed_parse',
+                                           jsonb_build_object('error',
+                                               'LlamaParse said the parse finished, but its result was '
+                                               'still not available after 5 tries: '
+                                               || tvdb._error_message(http_status, body, failure)))
+                        THEN 'failed' ELSE 'lost' END;
+        END IF;
         UPDATE upload_pipeline.upload_jobs u
         SET next_poll_at = clock_timestamp() + make_interval(secs => poll_min_ms / 1000.0),
             lease_owner = NULL, lease_expires_at = NULL

@@ -271,6 +271,14 @@ is "$(unrecorded) $(q "select status from tvdb.jobs where filename = 'p1e-refuse
 q "DROP TRIGGER refuse_parsed ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
 wait_settled p1e- 120; ok $? "the document completes once the trigger is gone (after its lease lapses)"
 
+echo "# phase 1f: a partial parse is a finished one"
+q "SELECT tvdb.upload('p1f-partial.pdf', convert_to('%PDF-1.4 partly readable', 'UTF8'))" >/dev/null
+wait_settled p1f- 60; ok $? "the partially parsed document settled"
+is "$(q "select status || ' ' || (select count(*) from upload_pipeline.events e
+          where e.job_id = j.job_id and e.code = 'parse_partial_success' and e.severity = 'warn')
+        from tvdb.jobs j where filename = 'p1f-partial.pdf'")" "complete 1" \
+   "PARTIAL_SUCCESS: its result is used, with one warning event"
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
