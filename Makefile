@@ -31,6 +31,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every object is rebuilt when any header changes (PGXS tracks no header
+# dependencies of its own): a struct laid out two ways is a crash.
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 $(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql))
 	cat $^ > $@
 include mk/webhookd.mk

@@ -261,9 +261,47 @@ SELECT tvdb._hold_back(:'h2', 'regress', 'failed_parse', 'integer out of range',
 SELECT pg_temp.state(:'h2');
 SELECT tvdb._hold_back(:'h2', 'regress', 'failed_parse', 'late', false, 3) AS not_ours;
 
+-- Every error answer classified, one classifier for both services (the
+-- worker's after-answer hook; x-should-retry, when sent, decides retrying).
+SELECT s AS http_status, b IS NOT NULL AS has_body, r AS should_retry, tvdb._answer_class(s, b, r) AS kind
+FROM (VALUES (200, NULL, NULL), (0, NULL, NULL), (429, '{"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}', NULL),
+             (429, '{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}', NULL),
+             (429, '{"error": {"message": "quota", "type": "insufficient_quota", "param": null, "code": null}}', NULL),
+             (503, '{"error": {"message": "The engine is currently overloaded"}}', NULL),
+             (402, '{"detail": "Insufficient credits"}', NULL), (401, '{"error": {"message": "Incorrect API key provided"}}', NULL),
+             (403, NULL, NULL), (400, '{"detail": "Unsupported file type"}', NULL), (404, NULL, NULL),
+             (500, NULL, NULL), (502, NULL, NULL), (408, NULL, NULL), (409, NULL, NULL),
+             (400, NULL, true), (500, NULL, false), (429, NULL, false), (401, NULL, true))
+     AS v(s, b, r);
+
+-- A refused key, or quota or credits run out, are not the document's fault:
+-- the job waits (a minute, or the service's Retry-After) with a warning
+-- event, and is not failed; nor is any document of an embeddings batch.
+SELECT pg_temp.leased_job('k1.pdf') AS k1, pg_temp.leased_job('k2.pdf') AS k2 \gset
+SELECT tvdb._parse_submitted(:'k1', 'regress', 401, '{"detail": "Invalid API key"}', 5, NULL, NULL, 1000) AS bad_key,
+       tvdb._parse_submitted(:'k2', 'regress', 402, '{"detail": "Insufficient credits"}', 5, NULL, 120000, 1000) AS no_credits;
+SELECT pg_temp.state(:'k1') AS k1, pg_temp.state(:'k2') AS k2;
+SELECT e.code, e.severity, e.payload ->> 'class' AS class, e.payload ->> 'error' AS error
+FROM upload_pipeline.events e WHERE e.job_id IN (:'k1', :'k2') AND e.code LIKE '%waiting_for_service' ORDER BY 4;
+SELECT pg_temp.leased_job('q1.md') AS q1, pg_temp.leased_job('q2.md') AS q2 \gset
+SELECT pg_temp.walk(j, ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                             'embedding_queued', 'embedding_in_progress'])
+FROM unnest(ARRAY[:'q1', :'q2']::uuid[]) AS j;
+SELECT tvdb._embeddings_received('regress', ARRAY[:'q1', :'q2']::uuid[], ARRAY[d1.document_id, d2.document_id],
+         ARRAY[0, 0], 429,
+         '{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}',
+         30, NULL, NULL, 3, 0.02) AS outcome
+FROM upload_pipeline.upload_jobs d1, upload_pipeline.upload_jobs d2 WHERE d1.job_id = :'q1' AND d2.job_id = :'q2';
+SELECT pg_temp.state(:'q1') AS q1, pg_temp.state(:'q2') AS q2;
+-- The worker's own kind wins over the status: x-should-retry false on a 500
+-- makes it a refusal for good.
+SELECT pg_temp.leased_job('x1.pdf') AS x1 \gset
+SELECT tvdb._parse_submitted(:'x1', 'regress', 500, '{"detail": "boom"}', 5, NULL, NULL, 1000, 'invalid') AS outcome;
+SELECT pg_temp.state(:'x1');
+
 -- Leave the shared regression database as it was found (other files count jobs).
 DELETE FROM upload_pipeline.documents
 WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', 'p2.pdf', 'p3.pdf',
                    'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
                    'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf', 's1.md', 's2.md',
-                   'h1.pdf', 'h2.pdf', 'p404.pdf');
+                   'h1.pdf', 'h2.pdf', 'p404.pdf', 'k1.pdf', 'k2.pdf', 'q1.md', 'q2.md', 'x1.pdf');

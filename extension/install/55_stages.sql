@@ -55,14 +55,38 @@ $$;
 CREATE FUNCTION tvdb._json_or_null(body text) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'tvdb_json_or_null' LANGUAGE C IMMUTABLE STRICT;
 
--- A failed attempt: transient ones are retried, others fail the stage.
+-- What kind of answer it was (src/worker/hooks.c, the worker's after-answer
+-- hook): success, rate_limited, quota, auth, invalid, server_error or
+-- no_answer.  The worker passes the kind it found (x-should-retry included);
+-- without one it is worked out from the status and the body.
+CREATE FUNCTION tvdb._answer_class(http_status integer, body text DEFAULT NULL,
+                                   should_retry boolean DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'tvdb_answer_class' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- A failed attempt: transient ones are retried; a refused key, or quota or
+-- credits run out, are not the document's fault: the job waits (at least a
+-- minute, or the service's Retry-After) with a warning event, and is not
+-- failed; any other refusal fails the stage.
 CREATE FUNCTION tvdb._attempt_failed(job uuid, owner text, stage text, from_status text,
                                      failed_status text, http_status integer, message text,
-                                     retry_after_ms bigint)
+                                     retry_after_ms bigint, answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
+DECLARE
+    kind text := coalesce(answer_class, tvdb._answer_class(http_status));
+    wait interval := greatest(interval '60 seconds', make_interval(secs => coalesce(retry_after_ms, 0) / 1000.0));
 BEGIN
-    IF tvdb._is_transient(http_status) THEN
+    IF kind IN ('quota', 'auth') THEN
+        PERFORM tvdb._release(job, owner, wait);
+        INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
+        SELECT u.job_id, u.document_id, 'stage_error', 'warn', stage || '_waiting_for_service',
+               jsonb_build_object('error', message, 'class', kind, 'http_status', http_status,
+                                  'retry_in_seconds', extract(epoch FROM wait)),
+               u.correlation_id
+        FROM upload_pipeline.upload_jobs u WHERE u.job_id = job;
+        RETURN 'wait';
+    END IF;
+    IF kind IN ('rate_limited', 'server_error', 'no_answer') THEN
         PERFORM tvdb._release(job, owner, tvdb._backoff(job, retry_after_ms), message, stage);
         RETURN 'retry';
     END IF;
@@ -78,7 +102,7 @@ $$;
 CREATE FUNCTION tvdb._parse_refused(job uuid, owner text, operation text, from_status text,
                                     http_status integer, body text, failure text,
                                     latency_ms double precision, retry_after_ms bigint,
-                                    malformed text)
+                                    malformed text, answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -88,14 +112,17 @@ BEGIN
     PERFORM tvdb._record_usage('llamaparse', operation, job, NULL, http_status, latency_ms, error => msg);
     RETURN tvdb._attempt_failed(job, owner, 'parse', from_status, 'failed_parse',
                                 CASE WHEN http_status = 200 THEN 502 ELSE http_status END,
-                                msg, retry_after_ms);
+                                msg, retry_after_ms,
+                                CASE WHEN http_status = 200 THEN 'server_error'
+                                     ELSE coalesce(answer_class, tvdb._answer_class(http_status, body)) END);
 END
 $$;
 
 -- POST /api/v1/parsing/upload answered.
 CREATE FUNCTION tvdb._parse_submitted(job uuid, owner text, http_status integer, body text,
                                       latency_ms double precision, failure text,
-                                      retry_after_ms bigint, poll_after_ms integer)
+                                      retry_after_ms bigint, poll_after_ms integer,
+                                      answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -108,14 +135,15 @@ BEGIN
     END IF;
     RETURN tvdb._parse_refused(job, owner, 'upload', 'uploaded', http_status, body, failure,
                                latency_ms, retry_after_ms,
-                               'LlamaParse upload answer has no job id: ' || left(body, 200));
+                               'LlamaParse upload answer has no job id: ' || left(body, 200), answer_class);
 END
 $$;
 
 -- GET /api/v1/parsing/job/{id} answered: 'fetch' when the result is ready.
 CREATE FUNCTION tvdb._parse_polled(job uuid, owner text, http_status integer, body text,
                                    latency_ms double precision, failure text,
-                                   retry_after_ms bigint, poll_min_ms integer, poll_max_ms integer)
+                                   retry_after_ms bigint, poll_min_ms integer, poll_max_ms integer,
+                                   answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -126,7 +154,7 @@ BEGIN
     IF http_status <> 200 OR state IS NULL THEN
         RETURN tvdb._parse_refused(job, owner, 'job_status', 'parse_queued', http_status, body, failure,
                                    latency_ms, retry_after_ms,
-                                   'LlamaParse job answer has no status: ' || left(body, 200));
+                                   'LlamaParse job answer has no status: ' || left(body, 200), answer_class);
     END IF;
     IF tvdb._llamaparse_running(state) THEN
         PERFORM tvdb._parse_polled_all(owner, ARRAY[job], ARRAY[latency_ms], poll_min_ms, poll_max_ms);
@@ -212,7 +240,7 @@ $$;
 CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, body text,
                                     latency_ms double precision, failure text,
                                     retry_after_ms bigint, usd_per_page double precision,
-                                    poll_min_ms integer)
+                                    poll_min_ms integer, answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -245,7 +273,7 @@ BEGIN
         RETURN 'wait';
     END IF;
     RETURN tvdb._parse_refused(job, owner, 'result', 'parse_queued', http_status, body, failure,
-                               latency_ms, retry_after_ms, 'LlamaParse result has no markdown');
+                               latency_ms, retry_after_ms, 'LlamaParse result has no markdown', answer_class);
 END
 $$;
 
@@ -288,7 +316,7 @@ $$;
 CREATE FUNCTION tvdb._embeddings_received(owner text, jobs uuid[], documents uuid[], chunks integer[],
                                           http_status integer, body text, latency_ms double precision,
                                           failure text, retry_after_ms bigint, dims integer,
-                                          usd_per_mtok double precision)
+                                          usd_per_mtok double precision, answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -328,8 +356,12 @@ BEGIN
     PERFORM tvdb._record_usage('openai', 'embeddings', NULL, all_jobs, http_status, latency_ms,
                                inputs => cardinality(jobs), error => msg);
     FOREACH job IN ARRAY all_jobs LOOP
+        -- a 200 that makes no sense is a server error, whatever the worker called it
         outcome := tvdb._attempt_failed(job, owner, 'embedding', 'embedding_in_progress',
-                                        'failed_embedding', http_status, msg, retry_after_ms);
+                                        'failed_embedding', http_status, msg, retry_after_ms,
+                                        CASE WHEN answer_class IS NULL OR answer_class = 'success'
+                                             THEN tvdb._answer_class(http_status, body)
+                                             ELSE answer_class END);
     END LOOP;
     RETURN outcome;
 END
@@ -376,10 +408,11 @@ $$;
 COMMENT ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) IS 'internal (worker): move a leased job; false if the lease was lost or the job moved';
 COMMENT ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) IS 'internal (worker): move a batch of leased jobs in one statement; the ids that moved';
 COMMENT ON FUNCTION tvdb._take(text, text, text, integer, integer) IS 'internal (worker): claim due jobs and move them under a new lease in one statement';
-COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint) IS 'internal (worker): retry a transient failure with backoff, else fail the stage';
+COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint, text) IS 'internal (worker): retry a transient failure with backoff, wait on a key or quota refusal, else fail the stage';
+COMMENT ON FUNCTION tvdb._answer_class(integer, text, boolean) IS 'internal (worker): what kind of answer a service gave (success, rate_limited, quota, auth, invalid, server_error, no_answer)';
 COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
-COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision) IS 'internal (worker): record an embeddings answer for a batch of chunks';
+COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision, text) IS 'internal (worker): record an embeddings answer for a batch of chunks';
 COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';
 COMMENT ON FUNCTION tvdb._finish_embeddings(uuid[], text) IS 'internal (worker): complete the jobs whose chunks all have their vectors';
 COMMENT ON FUNCTION tvdb._llamaparse_running(text) IS 'internal (worker): LlamaParse statuses of a parse still under way';
@@ -387,13 +420,13 @@ COMMENT ON FUNCTION tvdb._embeddings_problem(text, integer, integer) IS 'interna
 COMMENT ON FUNCTION tvdb._is_transient(integer) IS 'internal (worker): HTTP statuses worth retrying (0 = no answer)';
 COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
 COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
-COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer) IS 'internal (worker): record a LlamaParse result fetch';
-COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, text, double precision, bigint, text) IS 'internal (worker): record and retry or fail an unusable LlamaParse answer';
-COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer) IS 'internal (worker): record a LlamaParse job poll';
+COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer, text) IS 'internal (worker): record a LlamaParse result fetch';
+COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, text, double precision, bigint, text, text) IS 'internal (worker): record and retry or fail an unusable LlamaParse answer';
+COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer, text) IS 'internal (worker): record a LlamaParse job poll';
 COMMENT ON FUNCTION tvdb._parse_submitted_all(text, uuid[], text[], double precision[], integer) IS 'internal (worker): record many accepted LlamaParse uploads at once';
 COMMENT ON FUNCTION tvdb._parse_polled_all(text, uuid[], double precision[], integer, integer) IS 'internal (worker): record many LlamaParse polls that found the job still running';
 COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], jsonb[], double precision[], double precision) IS 'internal (worker): store many fetched LlamaParse results at once';
-COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer) IS 'internal (worker): record a LlamaParse upload';
+COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer, text) IS 'internal (worker): record a LlamaParse upload';
 COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
 COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
 COMMENT ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) IS 'internal (worker): store parsed markdown and move parse_queued -> parsed';

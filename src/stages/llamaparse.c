@@ -61,13 +61,17 @@ answer_field(TvdbWork *w, const char *key)
 	return value;
 }
 
-/* Record one answer: SELECT fn(job, owner, <answer args>, extras...); its text result. */
+/*
+ * Record one answer: SELECT fn(job, owner, <answer args>, extras..., kind),
+ * kind being what the after-answer hook found; its text result.
+ */
 static char *
 record_one(TvdbWork *w, const char *sql, int nextra, const Oid *extra_types, const Datum *extra)
 {
-	Oid			types[2 + TVDB_ANSWER_ARGS + 2] = {UUIDOID, TEXTOID};
-	Datum		values[2 + TVDB_ANSWER_ARGS + 2];
-	char		nulls[2 + TVDB_ANSWER_ARGS + 2];
+	Oid			types[2 + TVDB_ANSWER_ARGS + 3] = {UUIDOID, TEXTOID};
+	Datum		values[2 + TVDB_ANSWER_ARGS + 3];
+	char		nulls[2 + TVDB_ANSWER_ARGS + 3];
+	int			last = 2 + TVDB_ANSWER_ARGS + nextra;
 
 	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[0]));
 	values[1] = CStringGetTextDatum(w->owner);
@@ -79,7 +83,10 @@ record_one(TvdbWork *w, const char *sql, int nextra, const Oid *extra_types, con
 		values[2 + TVDB_ANSWER_ARGS + i] = extra[i];
 		nulls[2 + TVDB_ANSWER_ARGS + i] = ' ';
 	}
-	if (tvdb_spi_run(sql, 2 + TVDB_ANSWER_ARGS + nextra, types, values, nulls, SPI_OK_SELECT) != 1)
+	types[last] = TEXTOID;
+	values[last] = w->answer_kind ? CStringGetTextDatum(w->answer_kind) : (Datum) 0;
+	nulls[last] = w->answer_kind ? ' ' : 'n';
+	if (tvdb_spi_run(sql, last + 1, types, values, nulls, SPI_OK_SELECT) != 1)
 		return NULL;
 	return tvdb_spi_text(0, 1);
 }
@@ -187,7 +194,7 @@ upload_record(TvdbWork *w)
 	static const Oid extra_types[1] = {INT4OID};
 	Datum		extra[1] = {Int32GetDatum(tvdb_poll_min_ms)};
 
-	record_one(w, "SELECT tvdb._parse_submitted($1, $2, $3, $4, $5, $6, $7, $8)", 1, extra_types, extra);
+	record_one(w, "SELECT tvdb._parse_submitted($1, $2, $3, $4, $5, $6, $7, $8, $9)", 1, extra_types, extra);
 }
 
 const TvdbStage tvdb_stage_upload = {
@@ -267,7 +274,7 @@ poll_record(TvdbWork *w)
 {
 	static const Oid extra_types[2] = {INT4OID, INT4OID};
 	Datum		extra[2] = {Int32GetDatum(tvdb_poll_min_ms), Int32GetDatum(tvdb_poll_max_effective())};
-	char	   *outcome = record_one(w, "SELECT tvdb._parse_polled($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	char	   *outcome = record_one(w, "SELECT tvdb._parse_polled($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 									 2, extra_types, extra);
 
 	w->follow = outcome != NULL && strcmp(outcome, "fetch") == 0;
@@ -326,7 +333,7 @@ fetch_record(TvdbWork *w)
 	static const Oid extra_types[2] = {FLOAT8OID, INT4OID};
 	Datum		extra[2] = {Float8GetDatum(tvdb_llamaparse_usd_per_page), Int32GetDatum(tvdb_poll_min_ms)};
 
-	record_one(w, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9)", 2, extra_types, extra);
+	record_one(w, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 2, extra_types, extra);
 }
 
 const TvdbStage tvdb_stage_fetch = {

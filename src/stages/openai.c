@@ -322,9 +322,9 @@ embed_claim(const char *owner, int n, MemoryContext cxt)
 static void
 record_error(TvdbWork *w)
 {
-	Oid			types[6 + TVDB_ANSWER_ARGS] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID};
-	Datum		values[6 + TVDB_ANSWER_ARGS];
-	char		nulls[6 + TVDB_ANSWER_ARGS];
+	Oid			types[7 + TVDB_ANSWER_ARGS] = {TEXTOID, UUIDARRAYOID, UUIDARRAYOID, INT4ARRAYOID};
+	Datum		values[7 + TVDB_ANSWER_ARGS];
+	char		nulls[7 + TVDB_ANSWER_ARGS];
 	Batch	   *b = w->data;
 	Datum	   *idx = palloc(sizeof(Datum) * Max(b->n, 1));
 
@@ -340,8 +340,11 @@ record_error(TvdbWork *w)
 	values[9] = Int32GetDatum(tvdb_model_dimensions());
 	types[10] = FLOAT8OID;
 	values[10] = Float8GetDatum(tvdb_openai_usd_per_mtok);
-	tvdb_spi_run("SELECT tvdb._embeddings_received($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-				 11, types, values, nulls, SPI_OK_SELECT);
+	types[11] = TEXTOID;
+	values[11] = w->answer_kind ? CStringGetTextDatum(w->answer_kind) : (Datum) 0;
+	nulls[11] = w->answer_kind ? ' ' : 'n';
+	tvdb_spi_run("SELECT tvdb._embeddings_received($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+				 12, types, values, nulls, SPI_OK_SELECT);
 }
 
 /*

@@ -14,9 +14,13 @@
  */
 #include "worker/stage.h"
 
+#include "common/jsonapi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(tvdb_is_transient);
+PG_FUNCTION_INFO_V1(tvdb_answer_class);
 
 static bool warned_keys = false;
 
@@ -57,11 +61,161 @@ tvdb_classify(long http_status)
 	return TVDB_ANSWER_PERMANENT;
 }
 
+/* The error body's error.code (else error.type) when it is one of OpenAI's. */
+typedef struct ErrorCode
+{
+	int			depth;
+	bool		in_error;		/* inside the top-level "error" object */
+	const char *field;			/* the field whose value comes next */
+	char	   *code;
+	char	   *type;
+} ErrorCode;
+
+static void
+ec_object_start(void *state)
+{
+	ErrorCode  *e = state;
+
+	e->depth++;
+	if (e->depth == 2 && e->field != NULL && strcmp(e->field, "error") == 0)
+		e->in_error = true;
+}
+
+static void
+ec_object_end(void *state)
+{
+	ErrorCode  *e = state;
+
+	if (e->depth == 2)
+		e->in_error = false;
+	e->depth--;
+}
+
+static void
+ec_array_start(void *state)
+{
+	((ErrorCode *) state)->depth++;
+}
+
+static void
+ec_array_end(void *state)
+{
+	((ErrorCode *) state)->depth--;
+}
+
+static void
+ec_field(void *state, char *fname, bool isnull)
+{
+	((ErrorCode *) state)->field = fname;
+}
+
+static void
+ec_scalar(void *state, char *token, JsonTokenType type)
+{
+	ErrorCode  *e = state;
+
+	if (e->in_error && e->depth == 2 && type == JSON_TOKEN_STRING && e->field != NULL)
+	{
+		if (strcmp(e->field, "code") == 0)
+			e->code = token;
+		else if (strcmp(e->field, "type") == 0)
+			e->type = token;
+	}
+}
+
+static bool
+error_code_is(const char *body, size_t len, const char *code)
+{
+	ErrorCode	e = {0};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+
+	if (body == NULL)
+		return false;
+	sem.semstate = &e;
+	sem.object_start = ec_object_start;
+	sem.object_end = ec_object_end;
+	sem.array_start = ec_array_start;
+	sem.array_end = ec_array_end;
+	sem.object_field_start = ec_field;
+	sem.scalar = ec_scalar;
+	lex = makeJsonLexContextCstringLen(unconstify(char *, body), (int) len, PG_UTF8, true);
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return false;
+	return (e.code != NULL && strcmp(e.code, code) == 0) ||
+		(e.code == NULL && e.type != NULL && strcmp(e.type, code) == 0);
+}
+
+/*
+ * What kind of answer this is, for both services, as the official clients
+ * read them: success; rate_limited (429, 503 overloaded); quota (OpenAI's
+ * 429 insufficient_quota, LlamaParse's 402); auth (401, 403); invalid (any
+ * other 4xx); server_error (5xx, 408, 409); no_answer (timeout, reset).
+ * x-should-retry, when the service sends it, decides between retrying and
+ * not, as the official OpenAI client obeys it.
+ */
+const char *
+tvdb_answer_kind(long http_status, const char *body, size_t len, int should_retry)
+{
+	const char *kind;
+
+	if (http_status >= 200 && http_status < 300)
+		return "success";
+	if (http_status == 402 ||
+		(http_status == 429 && error_code_is(body, len, "insufficient_quota")))
+		return "quota";
+	if (http_status == 401 || http_status == 403)
+		return "auth";
+	if (http_status == 0)
+		kind = "no_answer";
+	else if (http_status == 429 || http_status == 503)
+		kind = "rate_limited";
+	else if (http_status >= 500 || http_status == 408 || http_status == 409)
+		kind = "server_error";
+	else
+		kind = "invalid";
+	if (should_retry == 1 && strcmp(kind, "invalid") == 0)
+		return "server_error";
+	if (should_retry == 0 && strcmp(kind, "invalid") != 0)
+		return "invalid";
+	return kind;
+}
+
 TvdbAnswer
 tvdb_after_answer(TvdbWork *w)
 {
-	w->answer = tvdb_classify(w->req->status);
+	const char *kind = tvdb_answer_kind(w->req->status, w->req->body, w->req->body_len,
+										w->req->should_retry);
+
+	w->answer_kind = kind;
+	if (strcmp(kind, "success") == 0)
+		w->answer = TVDB_ANSWER_SUCCESS;
+	else if (strcmp(kind, "quota") == 0 || strcmp(kind, "auth") == 0)
+		w->answer = TVDB_ANSWER_CONFIGURATION;
+	else if (strcmp(kind, "invalid") == 0)
+		w->answer = TVDB_ANSWER_PERMANENT;
+	else
+		w->answer = TVDB_ANSWER_TRANSIENT;
 	return w->answer;
+}
+
+/*
+ * tvdb._answer_class(http_status integer, body text, should_retry boolean)
+ * RETURNS text: the same classification, for the SQL that records answers
+ * given without one (the regression tests call those directly).
+ */
+Datum
+tvdb_answer_class(PG_FUNCTION_ARGS)
+{
+	text	   *body = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	int			should_retry = PG_ARGISNULL(2) ? -1 : (PG_GETARG_BOOL(2) ? 1 : 0);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(tvdb_answer_kind(PG_GETARG_INT32(0),
+													  body ? text_to_cstring(body) : NULL,
+													  body ? VARSIZE_ANY_EXHDR(body) : 0,
+													  should_retry)));
 }
 
 /* tvdb._is_transient(http_status integer) RETURNS boolean */

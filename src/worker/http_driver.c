@@ -109,17 +109,67 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-/* retry-after-ms (OpenAI) or retry-after in seconds. */
+/*
+ * The headers that say when and whether to retry, as the official OpenAI
+ * client reads them: retry-after-ms (milliseconds), retry-after (seconds, or
+ * an HTTP date), x-should-retry (true / false).  A callback of libcurl: it
+ * must not ereport, and its line is not NUL-terminated.
+ */
 static size_t
 header_cb(char *line, size_t size, size_t nitems, void *userp)
 {
 	TvdbHttp   *req = userp;
 	size_t		n = size * nitems;
+	char		value[128];
+	const char *colon = memchr(line, ':', n);
+	size_t		name_len;
+	size_t		len;
+	char	   *end;
+	char	   *v;
+	double		d;
 
-	if (n > 15 && pg_strncasecmp(line, "retry-after-ms:", 15) == 0)
-		req->retry_after_ms = strtol(line + 15, NULL, 10);
-	else if (n > 12 && pg_strncasecmp(line, "retry-after:", 12) == 0 && req->retry_after_ms < 0)
-		req->retry_after_ms = strtol(line + 12, NULL, 10) * 1000;
+	if (colon == NULL)
+		return n;
+	name_len = colon - line;
+	len = Min(n - name_len - 1, sizeof(value) - 1);
+	memcpy(value, colon + 1, len);
+	value[len] = '\0';
+	while (len > 0 && (value[len - 1] == '\r' || value[len - 1] == '\n' || value[len - 1] == ' '))
+		value[--len] = '\0';
+	v = value;
+	while (*v == ' ' || *v == '\t')
+		v++;
+
+	if (name_len == 14 && pg_strncasecmp(line, "retry-after-ms", 14) == 0)
+	{
+		d = strtod(v, &end);
+		if (end != v && *end == '\0' && d >= 0 && d < 1e9)
+		{
+			req->retry_after_ms = (long) d;
+			req->retry_after_exact = true;	/* wins over retry-after */
+		}
+	}
+	else if (name_len == 11 && pg_strncasecmp(line, "retry-after", 11) == 0 && !req->retry_after_exact)
+	{
+		d = strtod(v, &end);
+		if (end != v && *end == '\0' && d >= 0 && d < 1e6)
+			req->retry_after_ms = (long) (d * 1000);
+		else
+		{
+			time_t		when = curl_getdate(v, NULL);
+			time_t		now = time(NULL);
+
+			if (when != (time_t) -1)
+				req->retry_after_ms = when > now ? (long) (when - now) * 1000 : 0;
+		}
+	}
+	else if (name_len == 14 && pg_strncasecmp(line, "x-should-retry", 14) == 0)
+	{
+		if (pg_strcasecmp(v, "true") == 0)
+			req->should_retry = 1;
+		else if (pg_strcasecmp(v, "false") == 0)
+			req->should_retry = 0;
+	}
 	return n;
 }
 
@@ -182,6 +232,7 @@ tvdb_http_new(const char *url, void *owner)
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
 	req->owner = owner;
 	req->retry_after_ms = -1;
+	req->should_retry = -1;
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);

@@ -21,6 +21,8 @@ typedef struct TvdbHttp
 	size_t		body_cap;
 	long		status;			/* 0: no response */
 	long		retry_after_ms; /* from retry-after(-ms), or -1 */
+	bool		retry_after_exact;	/* it came from retry-after-ms */
+	int			should_retry;	/* x-should-retry: 1 true, 0 false, -1 not said */
 	CURLcode	rc;
 	char		error[CURL_ERROR_SIZE];
 	double		latency_ms;

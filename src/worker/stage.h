@@ -59,6 +59,7 @@ typedef struct TvdbWork
 	void	   *data;			/* the stage's own */
 	TvdbHttp   *req;			/* remote stages: the request */
 	TvdbAnswer	answer;			/* set by the after-answer hook */
+	const char *answer_kind;	/* and its finer kind, for the SQL (tvdb._answer_class) */
 	bool		follow;			/* recording asks for stage->next's request */
 } TvdbWork;
 
@@ -110,5 +111,6 @@ extern Datum tvdb_uuid_array(char **items, int n);
 extern TvdbVerdict tvdb_before_send(const TvdbStage *s, TvdbWork *w);
 extern TvdbAnswer tvdb_after_answer(TvdbWork *w);
 extern TvdbAnswer tvdb_classify(long http_status);
+extern const char *tvdb_answer_kind(long http_status, const char *body, size_t len, int should_retry);
 
 #endif							/* TVDB_STAGE_H */

@@ -279,6 +279,27 @@ is "$(q "select status || ' ' || (select count(*) from upload_pipeline.events e
         from tvdb.jobs j where filename = 'p1f-partial.pdf'")" "complete 1" \
    "PARTIAL_SUCCESS: its result is used, with one warning event"
 
+echo "# phase 1g: a refused key makes documents wait, not fail"
+# OpenAI answers 401 to every request; the documents wait with a warning
+# event naming the class, and complete once the key is right again.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": "not-the-workers-key"}' >/dev/null
+q "SELECT tvdb.upload('p1g-a.md', convert_to(E'# A\n\nWaits for a key.', 'UTF8')),
+          tvdb.upload('p1g-b.md', convert_to(E'# B\n\nWaits too.', 'UTF8'))" >/dev/null
+waiting() {
+    q "select count(distinct e.job_id) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+       where j.filename like 'p1g-%' and e.code = 'embedding_waiting_for_service' and e.payload ->> 'class' = 'auth'"
+}
+for _ in $(seq 1 120); do [ "$(waiting)" = 2 ] && break; sleep 0.25; done
+is "$(waiting) $(q "select string_agg(distinct status, ',') from tvdb.jobs where filename like 'p1g-%'")" \
+   "2 embedding_in_progress" "a 401 from OpenAI: both documents wait, with a warning event, none failed"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": null}' >/dev/null
+# an operator who fixed the key need not wait out the minute
+q "UPDATE upload_pipeline.upload_jobs j SET next_poll_at = now() FROM upload_pipeline.documents d
+   WHERE d.document_id = j.document_id AND d.filename LIKE 'p1g-%';
+   SELECT tvdb._wake_workers()" >/dev/null
+wait_settled p1g- 60; ok $? "they complete once the key is accepted"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1g-%' and status = 'complete'")" 2 "both complete"
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
