@@ -21,6 +21,7 @@ See README.md in this directory.  Standard library only.
 
 import base64
 import collections
+import email.utils
 import hashlib
 import hmac
 import json
@@ -150,6 +151,7 @@ class OpenAIApp:
             "retry_after": 1.0, "fail_marker": "", "shuffle": False,
             "bytes_per_token": 4.0, "max_inputs": 2048, "max_input_tokens": 8192,
             "max_request_tokens": 300000, "rpm": 0, "tpm": 0,
+            "retry_after_date": False, "should_retry": None,
         })
         for name, value in (("api_key", args.api_key), ("latency", args.latency),
                             ("error_rate", args.error_rate),
@@ -266,6 +268,9 @@ class Handler(fakecommon.BaseHandler):
     def send_error_obj(self, err, extra):
         h = dict(extra)
         h.update(err.headers)
+        k = self.app.knobs.snapshot()
+        if k["should_retry"] is not None:
+            h["x-should-retry"] = k["should_retry"]
         self.send_json(err.status, err.body(), h)
 
     def route(self, method, path):
@@ -333,8 +338,10 @@ class Handler(fakecommon.BaseHandler):
                                 "request). Please try again in %s."
                            % (k["rate_limit_every"], fmt_duration(ra)),
                            etype="requests", code="rate_limit_exceeded",
-                           headers={"retry-after": str(max(0, math.ceil(ra))),
-                                    "retry-after-ms": str(int(ra * 1000))})
+                           headers=({"retry-after": email.utils.formatdate(time.time() + ra, usegmt=True)}
+                                    if k["retry_after_date"] else
+                                    {"retry-after": str(max(0, math.ceil(ra))),
+                                     "retry-after-ms": str(int(ra * 1000))}))
         if transient:
             raise APIError(500, "The server had an error while processing your request. "
                                 "Sorry about that!", etype="server_error")

@@ -300,6 +300,28 @@ q "UPDATE upload_pipeline.upload_jobs j SET next_poll_at = now() FROM upload_pip
 wait_settled p1g- 60; ok $? "they complete once the key is accepted"
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1g-%' and status = 'complete'")" 2 "both complete"
 
+echo "# phase 1h: Retry-After as an HTTP date, and x-should-retry"
+# Every request is refused with a 429 whose Retry-After is a date 3 s ahead:
+# the retry waits those seconds, not the 0.5 s of the worker's own backoff.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 1, "retry_after": 3, "retry_after_date": true}' >/dev/null
+q "SELECT tvdb.upload('p1h-date.md', convert_to(E'# Date\n\nRetry after a date.', 'UTF8'))" >/dev/null
+retry_in() {
+    q "select min((e.payload ->> 'retry_in_seconds')::numeric) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+       where j.filename = '$1' and e.code = 'embedding_retry_scheduled'"
+}
+for _ in $(seq 1 120); do [ -n "$(retry_in p1h-date.md)" ] && break; sleep 0.25; done
+r=$(retry_in p1h-date.md)
+awk -v r="${r:-0}" 'BEGIN { exit !(r >= 1.5 && r <= 4.5) }'; ok $? "a 429 with an HTTP-date Retry-After: the retry waits ~3 s (got ${r:-none} s)"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 0, "retry_after_date": false}' >/dev/null
+wait_settled p1h-date 60; ok $? "it completes after the wait"
+# A 500 that says x-should-retry: false is not retried: the stage fails.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 1.0, "should_retry": "false"}' >/dev/null
+q "SELECT tvdb.upload('p1h-noretry.md', convert_to(E'# No retry\n\nThe service says so.', 'UTF8'))" >/dev/null
+wait_settled p1h-noretry 60; ok $? "the x-should-retry: false document settled"
+is "$(q "select status || ' ' || (last_error like 'HTTP 500:%')::text from tvdb.jobs where filename = 'p1h-noretry.md'")" \
+   "failed_embedding true" "x-should-retry: false on a 500: failed at once, with OpenAI's message"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 0, "should_retry": null}' >/dev/null
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
