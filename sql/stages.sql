@@ -226,7 +226,13 @@ FROM unnest(ARRAY[
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, 1e99, 0]}]}',
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 1, "embedding": [0, 1, 0]}, {"index": 1, "embedding": [0, 1, 0]}]}',
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}]',
-  'not json']) WITH ORDINALITY AS t(b, n) ORDER BY n;
+  'not json',
+  -- encoding_format "base64": little-endian float32s, as the official client reads them
+  '{"data": [{"index": 0, "embedding": "AACAPwAAAAAAAAAA"}, {"index": 1, "embedding": "AAAAAAAAgD8AAAAA"}]}',
+  '{"data": [{"index": 0, "embedding": "AACAPwAAAAAAAAAA"}, {"index": 1, "embedding": "AAAAAAAAgD8="}]}',
+  '{"data": [{"index": 0, "embedding": "AACAPwAAAAAAAAAA"}, {"index": 1, "embedding": "AAAAAAAAgH8AAAAA"}]}',
+  '{"data": [{"index": 0, "embedding": "AACAPwAAAAAAAAAA"}, {"index": 1, "embedding": "AAAA!"}]}'])
+  WITH ORDINALITY AS t(b, n) ORDER BY n;
 SELECT s, tvdb._llamaparse_running(s) AS running
 FROM unnest(ARRAY['PENDING', 'running', 'IN_PROGRESS', 'SUCCESS', 'PARTIAL_SUCCESS', 'ERROR']) AS s;
 

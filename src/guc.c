@@ -35,6 +35,7 @@ char	   *tvdb_openai_base_url = NULL;
 char	   *tvdb_openai_api_key = NULL;
 char	   *tvdb_embedding_model = NULL;
 int			tvdb_embedding_dimensions = 0;
+int			tvdb_embedding_encoding = TVDB_ENCODING_BASE64;
 int			tvdb_max_inflight = 64;
 int			tvdb_chunk_target_tokens = 512;
 int			tvdb_chunk_overlap_tokens = 64;
@@ -49,6 +50,12 @@ double		tvdb_llamaparse_usd_per_page = 0.003;
 double		tvdb_openai_usd_per_mtok = 0.02;
 int			tvdb_embedding_batch_inputs = 2048;
 int			tvdb_embedding_batch_tokens = 300000;
+
+static const struct config_enum_entry encoding_options[] = {
+	{"base64", TVDB_ENCODING_BASE64, false},
+	{"float", TVDB_ENCODING_FLOAT, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry mode_options[] = {
 	{"real", TVDB_MODE_REAL, false},
@@ -272,6 +279,10 @@ tvdb_define_settings(void)
 				  &tvdb_openai_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
 	define_string("tvdb.embedding_model", "OpenAI embedding model.",
 				  &tvdb_embedding_model, "text-embedding-3-small", PGC_SIGHUP, 0);
+	DefineCustomEnumVariable("tvdb.embedding_encoding",
+							 "How OpenAI sends vectors: base64 (float32, about 4 times smaller; what the official client asks for) or float (JSON numbers).",
+							 NULL, &tvdb_embedding_encoding, TVDB_ENCODING_BASE64, encoding_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	define_int("tvdb.embedding_dimensions", "Embedding dimensions to request (0: the model's own).",
 			   &tvdb_embedding_dimensions, 0, 0, 16000, PGC_SIGHUP, 0);
 	define_int("tvdb.max_inflight", "Most HTTP requests a worker has in flight at once.",

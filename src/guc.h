@@ -13,6 +13,12 @@ typedef enum
 	TVDB_MODE_MOCK
 } TvdbServiceMode;
 
+typedef enum
+{
+	TVDB_ENCODING_BASE64,
+	TVDB_ENCODING_FLOAT
+} TvdbEmbeddingEncoding;
+
 /* uploads and webhooks (application backends) */
 extern int	tvdb_max_upload_bytes;
 extern char *tvdb_webhook_secrets;
@@ -29,6 +35,7 @@ extern char *tvdb_openai_base_url;
 extern char *tvdb_openai_api_key;
 extern char *tvdb_embedding_model;
 extern int	tvdb_embedding_dimensions;
+extern int	tvdb_embedding_encoding;
 extern int	tvdb_max_inflight;
 extern int	tvdb_chunk_target_tokens;
 extern int	tvdb_chunk_overlap_tokens;

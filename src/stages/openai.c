@@ -290,7 +290,8 @@ start_request(TvdbWork *w)
 	initStringInfo(&body);
 	appendStringInfoString(&body, "{\"model\": ");
 	escape_json(&body, tvdb_embedding_model);
-	appendStringInfo(&body, ", \"encoding_format\": \"float\"");
+	appendStringInfo(&body, ", \"encoding_format\": \"%s\"",
+					 tvdb_embedding_encoding == TVDB_ENCODING_FLOAT ? "float" : "base64");
 	if (tvdb_embedding_dimensions > 0)
 		appendStringInfo(&body, ", \"dimensions\": %d", tvdb_embedding_dimensions);
 	appendStringInfo(&body, ", \"input\": %s}", b->input.data);

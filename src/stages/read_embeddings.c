@@ -9,6 +9,7 @@
 
 #include <math.h>
 
+#include "common/base64.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -118,6 +119,45 @@ field_start(void *state, char *fname, bool isnull)
 		r->field[r->depth] = fname;
 }
 
+/*
+ * encoding_format "base64": the vector is the base64 of its float32s,
+ * little-endian, as the official client decodes it.
+ */
+static void
+read_base64_vector(Reader *r, const char *b64)
+{
+	int			len = strlen(b64);
+	int			cap = pg_b64_dec_len(len);
+	uint8	   *raw = palloc(Max(cap, 1));
+	int			n = pg_b64_decode(b64, len, (char *) raw, cap);
+
+	if (n < 0 || n % 4 != 0)
+	{
+		fail(r, "an embedding is not base64 of float32 values");
+		return;
+	}
+	if (n / 4 > r->cap)
+	{
+		r->cap = n / 4;
+		r->vec = repalloc(r->vec, sizeof(float) * r->cap);
+	}
+	r->n = 0;
+	for (int i = 0; i < n; i += 4)
+	{
+		uint32		bits = (uint32) raw[i] | (uint32) raw[i + 1] << 8 |
+			(uint32) raw[i + 2] << 16 | (uint32) raw[i + 3] << 24;
+		float		v;
+
+		memcpy(&v, &bits, sizeof(v));
+		if (!isfinite(v))
+		{
+			fail(r, "an embedding holds a number out of range");
+			return;
+		}
+		r->vec[r->n++] = v;
+	}
+}
+
 static void
 scalar(void *state, char *token, JsonTokenType type)
 {
@@ -143,6 +183,8 @@ scalar(void *state, char *token, JsonTokenType type)
 		}
 		r->vec[r->n++] = v;
 	}
+	else if (r->in_data && r->depth == 3 && is(r->field[3], "embedding") && type == JSON_TOKEN_STRING)
+		read_base64_vector(r, token);
 	else if (r->in_data && r->depth == 3 && is(r->field[3], "index"))
 	{
 		long		v = strtol(token, &end, 10);

@@ -201,6 +201,7 @@ class OpenAIApp:
             "max_inputs_in_request": self.max_inputs,
             "max_tokens_in_request": self.max_tokens,
             "by_model": s.get("by_model", {}),
+            "by_encoding": s.get("by_encoding", {}),
             "http_by_status": http,
             "http_400": http.get("400", 0),
             "http_401": http.get("401", 0),
@@ -424,6 +425,7 @@ class Handler(fakecommon.BaseHandler):
                                          total)).encode()
         app.stats.inc("inputs_embedded", by=len(inputs))
         app.stats.inc("prompt_tokens", by=total)
+        app.stats.inc("by_encoding", fmt)
         app.stats.inc("by_model", model, "requests")
         app.stats.inc("by_model", model, "inputs", by=len(inputs))
         app.stats.inc("by_model", model, "tokens", by=total)

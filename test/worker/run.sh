@@ -165,6 +165,8 @@ is "$(q "select sum(prompt_tokens) from upload_pipeline.usage where service = 'o
 is "$(q "select sum(inputs) from upload_pipeline.usage where service = 'openai' and http_status = 200")" \
    "$(q "select count(*) from upload_pipeline.document_chunks")" "usage: one embedding input per chunk"
 is "$(q "select bool_and(cost_usd > 0) from upload_pipeline.usage where service = 'openai'")" t "usage: embedding cost recorded"
+is "$(jget "$stats_oa" "sorted(d['by_encoding'])")" "['base64']" \
+   "embeddings are asked for as base64, as the official client does (read in C)"
 
 echo "# phase 1b: rate limits and server errors are retried; a 4xx from OpenAI fails the stage"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 5, "error_rate": 0.1}' >/dev/null
