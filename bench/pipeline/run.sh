@@ -23,7 +23,7 @@
 #
 # Knobs (environment): N1=1000 INFLIGHT="64 256" PARSE_LATENCY=2 EMBED_LATENCY=0.05
 #   POLL_MIN_MS=250 POLL_MAX_MS=1000 N2=2000 INFLIGHT2=64 N3=10000
-#   RSS_AT="2000 5000 10000" DIMS=0 (0: the model's 1536) BUILD=1 (0: use the
+#   RSS_AT="2000 5000 10000" DIMS=0 (0: the model's 1536) ENCODING=base64 (or float) BUILD=1 (0: use the
 #   installed tvdb) PROBE_ROUNDS=30 STALL_S=90 (no progress for that long = broken)
 #   PGSS=0 (1: also load pg_stat_statements with track = all and print the worker's
 #   costliest statements, nested ones included, after each run; adds some overhead).
@@ -53,6 +53,7 @@ INFLIGHT2=${INFLIGHT2:-64}
 N3=${N3:-10000}
 RSS_AT=${RSS_AT:-"2000 5000 10000"}
 DIMS=${DIMS:-0}
+ENCODING=${ENCODING:-base64}   # tvdb.embedding_encoding: base64 or float
 BUILD=${BUILD:-1}
 PROBE_ROUNDS=${PROBE_ROUNDS:-30}
 STALL_S=${STALL_S:-90}
@@ -167,6 +168,7 @@ ALTER SYSTEM SET tvdb.openai_base_url = '$OA';
 ALTER SYSTEM SET tvdb.llamaparse_api_key = 'bench-llamaparse-key';
 ALTER SYSTEM SET tvdb.openai_api_key = 'bench-openai-key';
 ALTER SYSTEM SET tvdb.embedding_dimensions = $DIMS;
+ALTER SYSTEM SET tvdb.embedding_encoding = '$ENCODING';
 ALTER SYSTEM SET tvdb.poll_interval_min = '${POLL_MIN_MS}ms';
 ALTER SYSTEM SET tvdb.poll_interval_max = '${POLL_MAX_MS}ms';
 SELECT pg_reload_conf();
