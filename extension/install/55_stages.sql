@@ -5,11 +5,6 @@
 -- failure, released with a backoff), 'failed' (the stage failed), 'lost' (the
 -- lease was lost or the job moved on meanwhile: nothing written but usage).
 
--- Transient: no answer, 408, 409, 429, 5xx.  The worker's after-answer
--- hook classifies by the same C function (src/worker/hooks.c).
-CREATE FUNCTION tvdb._is_transient(http_status integer) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'tvdb_is_transient' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-
 -- LlamaParse job statuses that mean "still parsing" (src/stages/llamaparse.c).
 CREATE FUNCTION tvdb._llamaparse_running(status text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'tvdb_llamaparse_running' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -417,7 +412,6 @@ COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worke
 COMMENT ON FUNCTION tvdb._finish_embeddings(uuid[], text) IS 'internal (worker): complete the jobs whose chunks all have their vectors';
 COMMENT ON FUNCTION tvdb._llamaparse_running(text) IS 'internal (worker): LlamaParse statuses of a parse still under way';
 COMMENT ON FUNCTION tvdb._embeddings_problem(text, integer, integer) IS 'internal (worker): what is wrong with an embeddings answer, NULL if nothing';
-COMMENT ON FUNCTION tvdb._is_transient(integer) IS 'internal (worker): HTTP statuses worth retrying (0 = no answer)';
 COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
 COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
 COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer, text) IS 'internal (worker): record a LlamaParse result fetch';

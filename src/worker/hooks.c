@@ -5,8 +5,8 @@
  * belong here, and nowhere else.
  *
  * Today: a remote stage waits while real mode lacks its keys; answers are
- * classified by HTTP status, the same rule the SQL that records them uses
- * (tvdb._is_transient calls tvdb_classify).  Local stages (chunking, the
+ * classified by tvdb_answer_kind, which the SQL that records them also asks
+ * (tvdb._answer_class) when the worker gives no kind.  Local stages (chunking, the
  * mock) send nothing: they pass the before-send hook, which the dispatcher
  * asks for every stage before claiming, and have no answer to classify;
  * work that fails to be recorded is held back by the dispatcher, by its
@@ -19,7 +19,6 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
-PG_FUNCTION_INFO_V1(tvdb_is_transient);
 PG_FUNCTION_INFO_V1(tvdb_answer_class);
 
 static bool warned_keys = false;
@@ -45,20 +44,6 @@ tvdb_before_send(const TvdbStage *s, TvdbWork *w)
 	}
 	warned_keys = false;
 	return TVDB_SEND_NOW;
-}
-
-/* An HTTP status (0: no answer came) by what the worker should do about it. */
-TvdbAnswer
-tvdb_classify(long http_status)
-{
-	if (http_status >= 200 && http_status < 300)
-		return TVDB_ANSWER_SUCCESS;
-	if (http_status == 0 || http_status == 408 || http_status == 409 ||
-		http_status == 429 || http_status >= 500)
-		return TVDB_ANSWER_TRANSIENT;
-	if (http_status == 401 || http_status == 402 || http_status == 403)
-		return TVDB_ANSWER_CONFIGURATION;
-	return TVDB_ANSWER_PERMANENT;
 }
 
 /* The error body's error.code (else error.type) when it is one of OpenAI's. */
@@ -216,11 +201,4 @@ tvdb_answer_class(PG_FUNCTION_ARGS)
 													  body ? text_to_cstring(body) : NULL,
 													  body ? VARSIZE_ANY_EXHDR(body) : 0,
 													  should_retry)));
-}
-
-/* tvdb._is_transient(http_status integer) RETURNS boolean */
-Datum
-tvdb_is_transient(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(tvdb_classify(PG_GETARG_INT32(0)) == TVDB_ANSWER_TRANSIENT);
 }

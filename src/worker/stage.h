@@ -110,7 +110,6 @@ extern Datum tvdb_uuid_array(char **items, int n);
 /* hooks.c: the one place before every request, and the one after every answer */
 extern TvdbVerdict tvdb_before_send(const TvdbStage *s, TvdbWork *w);
 extern TvdbAnswer tvdb_after_answer(TvdbWork *w);
-extern TvdbAnswer tvdb_classify(long http_status);
 extern const char *tvdb_answer_kind(long http_status, const char *body, size_t len, int should_retry);
 
 #endif							/* TVDB_STAGE_H */
