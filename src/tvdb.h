@@ -92,6 +92,10 @@ extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
 
+/* json_fields.c: string fields of a JSON object ("name" or "parent.child") */
+extern bool tvdb_json_fields(const char *body, size_t len, const char *const *keys,
+							 char **values, int nkeys);
+
 /* worker/loop.c: registered from _PG_init when preloaded */
 extern void tvdb_register_workers(void);
 

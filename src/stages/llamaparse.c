@@ -56,7 +56,7 @@ answer_field(TvdbWork *w, const char *key)
 	char	   *value = NULL;
 	const char *const keys[1] = {key};
 
-	if (body == NULL || !tvdb_json_top_strings(body, w->req->body_len, keys, &value, 1))
+	if (body == NULL || !tvdb_json_fields(body, w->req->body_len, keys, &value, 1))
 		return NULL;
 	return value;
 }

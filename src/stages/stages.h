@@ -29,10 +29,6 @@ extern bool tvdb_real_mode(void);
 extern bool tvdb_mock_mode(void);
 extern bool tvdb_any_mode(void);
 
-/* read_fields.c: top-level string fields of a JSON object */
-extern bool tvdb_json_top_strings(const char *body, size_t len, const char *const *keys,
-								  char **values, int nkeys);
-
 /* read_embeddings.c: an OpenAI embeddings answer, read in C */
 typedef struct TvdbEmbeddings
 {

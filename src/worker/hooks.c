@@ -14,9 +14,7 @@
  */
 #include "worker/stage.h"
 
-#include "common/jsonapi.h"
 #include "fmgr.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(tvdb_answer_class);
@@ -46,89 +44,16 @@ tvdb_before_send(const TvdbStage *s, TvdbWork *w)
 	return TVDB_SEND_NOW;
 }
 
-/* The error body's error.code (else error.type) when it is one of OpenAI's. */
-typedef struct ErrorCode
-{
-	int			depth;
-	bool		in_error;		/* inside the top-level "error" object */
-	const char *field;			/* the field whose value comes next */
-	char	   *code;
-	char	   *type;
-} ErrorCode;
-
-static void
-ec_object_start(void *state)
-{
-	ErrorCode  *e = state;
-
-	e->depth++;
-	if (e->depth == 2 && e->field != NULL && strcmp(e->field, "error") == 0)
-		e->in_error = true;
-}
-
-static void
-ec_object_end(void *state)
-{
-	ErrorCode  *e = state;
-
-	if (e->depth == 2)
-		e->in_error = false;
-	e->depth--;
-}
-
-static void
-ec_array_start(void *state)
-{
-	((ErrorCode *) state)->depth++;
-}
-
-static void
-ec_array_end(void *state)
-{
-	((ErrorCode *) state)->depth--;
-}
-
-static void
-ec_field(void *state, char *fname, bool isnull)
-{
-	((ErrorCode *) state)->field = fname;
-}
-
-static void
-ec_scalar(void *state, char *token, JsonTokenType type)
-{
-	ErrorCode  *e = state;
-
-	if (e->in_error && e->depth == 2 && type == JSON_TOKEN_STRING && e->field != NULL)
-	{
-		if (strcmp(e->field, "code") == 0)
-			e->code = token;
-		else if (strcmp(e->field, "type") == 0)
-			e->type = token;
-	}
-}
-
+/* Whether an error body's error.code (else error.type) is code, as OpenAI sends them. */
 static bool
 error_code_is(const char *body, size_t len, const char *code)
 {
-	ErrorCode	e = {0};
-	JsonSemAction sem = {0};
-	JsonLexContext *lex;
+	static const char *const keys[2] = {"error.code", "error.type"};
+	char	   *values[2];
 
-	if (body == NULL)
+	if (body == NULL || !tvdb_json_fields(body, len, keys, values, 2))
 		return false;
-	sem.semstate = &e;
-	sem.object_start = ec_object_start;
-	sem.object_end = ec_object_end;
-	sem.array_start = ec_array_start;
-	sem.array_end = ec_array_end;
-	sem.object_field_start = ec_field;
-	sem.scalar = ec_scalar;
-	lex = makeJsonLexContextCstringLen(unconstify(char *, body), (int) len, PG_UTF8, true);
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return false;
-	return (e.code != NULL && strcmp(e.code, code) == 0) ||
-		(e.code == NULL && e.type != NULL && strcmp(e.type, code) == 0);
+	return strcmp(values[0] ? values[0] : values[1] ? values[1] : "", code) == 0;
 }
 
 /*
