@@ -158,18 +158,20 @@ chunk_run(List *works)
 	char	  **ids = palloc(sizeof(char *) * list_length(works));
 	ListCell   *lc;
 
+	v2[1] = CStringGetTextDatum(((TvdbWork *) linitial(works))->owner);	/* one worker's */
 	foreach(lc, works)
 	{
 		TvdbWork   *w = lfirst(lc);
-		static const Oid at[2] = {UUIDOID, TEXTOID};
-		Datum		av[2] = {DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[0])),
-		CStringGetTextDatum(w->owner)};
 
 		ids[foreach_current_index(lc)] = w->jobs[0];
-		v2[1] = av[1];
 		if (w->leased_only && w->stage->claims == TVDB_PARSED)
+		{
+			static const Oid at[2] = {UUIDOID, TEXTOID};
+			Datum		av[2] = {DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[0])), v2[1]};
+
 			tvdb_spi_run("SELECT tvdb._advance($1, $2, 'parsed', 'chunking', '{}', true)", 2, at, av, NULL,
 						 SPI_OK_SELECT);
+		}
 	}
 	v2[0] = tvdb_uuid_array(ids, list_length(works));
 	n = tvdb_spi_run("SELECT j.job_id, b.content FROM upload_pipeline.upload_jobs j "

@@ -221,12 +221,21 @@ memctx() {  # "<TopMemoryContext used> <tvdb's own contexts used>" of worker $1,
         /level: [0-9]+; tvdb / { match($0, /[0-9]+ used/); own += substr($0, RSTART, RLENGTH - 5) }
         END { print top + 0, own + 0 }'
 }
-q "CREATE FUNCTION tvdb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
-   BEGIN RAISE EXCEPTION 'tvdb test: embedding refused at commit'; END \$\$;
-   CREATE CONSTRAINT TRIGGER refuse_embedding AFTER UPDATE ON upload_pipeline.upload_jobs
-       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-       WHEN (OLD.status = 'embedding_queued' AND NEW.status = 'embedding_in_progress')
-       EXECUTE FUNCTION tvdb_test_refuse()" >/dev/null
+# refuse_at_commit <from> <to> <what>: a deferred trigger makes every commit
+# that moves a job from <from> to <to> fail with "tvdb test: <what> refused at
+# commit"; allow_commits takes it away.
+refuse_at_commit() {
+    q "CREATE FUNCTION tvdb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
+       BEGIN RAISE EXCEPTION 'tvdb test: $3 refused at commit'; END \$\$;
+       CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON upload_pipeline.upload_jobs
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+           WHEN (OLD.status = '$1' AND NEW.status = '$2')
+           EXECUTE FUNCTION tvdb_test_refuse()" >/dev/null
+}
+allow_commits() {
+    q "DROP TRIGGER refuse_at_commit ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
+}
+refuse_at_commit embedding_queued embedding_in_progress embedding
 q "SELECT tvdb.upload('p1d-refused.md', convert_to(E'# Refused\n\nEmbedding this one fails at commit.', 'UTF8'))" >/dev/null
 for _ in $(seq 1 80); do
     [ "$(q "select status from tvdb.jobs where filename = 'p1d-refused.md'")" = embedding_queued ] && break; sleep 0.25
@@ -248,19 +257,14 @@ done
 fails=$(( $(grep -c "embedding refused at commit" "$LOG" || true) - fails0 ))
 [ "$fails" -ge 8 ]; ok $? "the claims kept failing at commit ($fails times in 8 s)"
 [ -z "${bad:-}" ]; ok $? "the workers' memory did not grow with them:$grown"
-q "DROP TRIGGER refuse_embedding ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
+allow_commits
 wait_settled p1d- 60; ok $? "the document completes once the trigger is gone"
 
 echo "# phase 1e: answers whose transaction fails at commit are still in the ledger"
 # A deferred trigger refuses, at commit, the move to parsed: the transaction
 # that records the fetched result fails as a whole; its request must still
 # have its ledger row.
-q "CREATE FUNCTION tvdb_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
-   BEGIN RAISE EXCEPTION 'tvdb test: parsed refused at commit'; END \$\$;
-   CREATE CONSTRAINT TRIGGER refuse_parsed AFTER UPDATE ON upload_pipeline.upload_jobs
-       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-       WHEN (OLD.status = 'parse_queued' AND NEW.status = 'parsed')
-       EXECUTE FUNCTION tvdb_test_refuse()" >/dev/null
+refuse_at_commit parse_queued parsed parsed
 q "SELECT tvdb.upload('p1e-refused.md', convert_to(E'# Refused\n\nParsed, but not at commit.', 'UTF8'))" >/dev/null
 unrecorded() {
     q "select count(*) from upload_pipeline.usage u join tvdb.jobs j using (job_id)
@@ -270,7 +274,7 @@ unrecorded() {
 for _ in $(seq 1 60); do [ "$(unrecorded)" -ge 1 ] && break; sleep 0.25; done
 is "$(unrecorded) $(q "select status from tvdb.jobs where filename = 'p1e-refused.md'")" "1 parse_queued" \
    "the fetched result's request is in the ledger, the job is not moved"
-q "DROP TRIGGER refuse_parsed ON upload_pipeline.upload_jobs; DROP FUNCTION tvdb_test_refuse()" >/dev/null
+allow_commits
 wait_settled p1e- 120; ok $? "the document completes once the trigger is gone (after its lease lapses)"
 
 echo "# phase 1f: a partial parse is a finished one"
