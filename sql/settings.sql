@@ -30,6 +30,36 @@ ALTER SYSTEM SET tvdb.poll_interval_max = '35min';
 SELECT regexp_replace(pg_read_file('postgresql.auto.conf'), '^#[^\n]*\n#[^\n]*\n', '') AS pending;
 ALTER SYSTEM RESET tvdb.poll_interval_min;
 ALTER SYSTEM RESET tvdb.poll_interval_max;
+-- The callback URL must be one LlamaParse accepts (https, a domain name,
+-- under 200 characters with the ?job=&token= tvdb appends); 'local' rules
+-- allow a loopback receiver for test setups, and cannot be tightened under it.
+ALTER SYSTEM SET tvdb.parse_webhook_url = 'http://hooks.example.com/llamaparse';
+ALTER SYSTEM SET tvdb.parse_webhook_url = 'https://10.1.2.3/llamaparse';
+ALTER SYSTEM SET tvdb.parse_webhook_url = 'https://[::1]:8443/llamaparse';
+SELECT format('ALTER SYSTEM SET tvdb.parse_webhook_url = %L', 'https://hooks.example.com/' || repeat('x', 83)) \gexec
+SELECT format('ALTER SYSTEM SET tvdb.parse_webhook_url = %L', 'https://hooks.example.com/' || repeat('x', 82)) \gexec
+ALTER SYSTEM SET tvdb.parse_webhook_url = 'https://hooks.example.com/llamaparse#frag';
+ALTER SYSTEM SET tvdb.callback_url_rules = 'local';
+ALTER SYSTEM SET tvdb.parse_webhook_url = 'http://127.0.0.1:8080/llamaparse';
+ALTER SYSTEM SET tvdb.callback_url_rules = 'llamaparse';
+ALTER SYSTEM RESET tvdb.parse_webhook_url;
+ALTER SYSTEM RESET tvdb.callback_url_rules;
+-- Parse options: a JSON object of LlamaParse's documented options for the
+-- API in use; what tvdb sends itself cannot be set.
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"parse_mode": "parse_page_with_llm", "language": ["en", "fr"]}';
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"job_id": "x"}';
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"webhook_url": "https://elsewhere.example.com/"}';
+ALTER SYSTEM SET tvdb.llamaparse_options = '["parse_mode"]';
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"parse_mode": ';
+ALTER SYSTEM SET tvdb.llamaparse_api = 'v2';
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"tier": "agentic", "version": "latest", "processing_options": {"ocr_parameters": {"languages": ["en"]}}}';
+-- Switching API: options reset first, then the API, then its options.
+ALTER SYSTEM RESET tvdb.llamaparse_options;
+ALTER SYSTEM SET tvdb.llamaparse_api = 'v2';
+ALTER SYSTEM SET tvdb.llamaparse_options = '{"tier": "agentic", "version": "latest", "processing_options": {"ocr_parameters": {"languages": ["en"]}}}';
+SELECT regexp_replace(pg_read_file('postgresql.auto.conf'), '^#[^\n]*\n#[^\n]*\n', '') AS pending;
+ALTER SYSTEM RESET tvdb.llamaparse_options;
+ALTER SYSTEM RESET tvdb.llamaparse_api;
 -- Restart-only and reload-only settings cannot be set in a session.
 SET tvdb.workers = 4;
 SET tvdb.service_mode = 'mock';

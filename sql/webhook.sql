@@ -173,6 +173,90 @@ SELECT pg_temp.deliver('{"event_type": "parse.error", "job_id": "lc-job-unknown"
 SELECT pg_temp.deliver('{"event_type": "extract.success", "data": {"job_id": "lc-job-4"}}');
 SELECT pg_temp.deliver('{"event_type": "parse.success", "data": {}}');
 
+-- What LlamaParse really sends is unsigned; the callback URL tvdb hands out
+-- authenticates it: ?job=<id>&token=<base64url HMAC-SHA256 of
+-- "tvdb-callback-v1:<id>" under a webhook secret>, computed here with pgcrypto.
+CREATE FUNCTION pg_temp.token(job uuid, secret text) RETURNS text LANGUAGE sql AS $$
+  SELECT translate(rtrim(encode(hmac(convert_to('tvdb-callback-v1:' || job, 'UTF8'), convert_to(secret, 'UTF8'), 'sha256'),
+                                'base64'), '='), '+/', '-_')
+$$;
+CREATE FUNCTION pg_temp.at_url(body text, params jsonb, headers jsonb DEFAULT '{}') RETURNS text
+LANGUAGE sql AS $$
+  SELECT regexp_replace(concat_ws(' ', r->>'http_status', r->>'result', r->>'detail',
+                                  CASE WHEN r ? 'duplicate' THEN '(duplicate)' END),
+                        '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'g')
+  FROM tvdb.handle_llamaparse_webhook(convert_to(body, 'UTF8'), headers, params) AS r
+$$;
+-- LlamaParse's v1 push, as documented: {txt, md, json: [pages], images}.
+CREATE FUNCTION pg_temp.push(md text, pages integer DEFAULT 2) RETURNS text LANGUAGE sql AS $$
+  SELECT jsonb_build_object('txt', md, 'md', md, 'images', '[]'::jsonb,
+           'json', (SELECT jsonb_agg(jsonb_build_object('page', p, 'text', md, 'md', md, 'images', '[]'::jsonb))
+                    FROM generate_series(1, pages) p))::text
+$$;
+SET tvdb.webhook_secrets = 'new-secret, regress-secret';
+SELECT tvdb.upload('pushed.pdf', 'pushed') AS job5 \gset
+SELECT tvdb.transition(:'job5', 'parse_queued');
+UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'lp-job-5' WHERE job_id = :'job5';
+CREATE TEMP TABLE start5 AS SELECT * FROM totals;
+-- A wrong, truncated, or other job's token, or a token without its job: 401, nothing applied.
+SELECT pg_temp.at_url(pg_temp.push('# Pushed'), jsonb_build_object('job', :'job5', 'token', pg_temp.token(:'job5', 'wrong-secret'))) AS wrong_secret,
+       pg_temp.at_url(pg_temp.push('# Pushed'), jsonb_build_object('job', :'job5', 'token', left(pg_temp.token(:'job5', 'new-secret'), 42))) AS truncated,
+       pg_temp.at_url(pg_temp.push('# Pushed'), jsonb_build_object('job', :'job5', 'token', pg_temp.token(:'job4', 'new-secret'))) AS other_job,
+       pg_temp.at_url(pg_temp.push('# Pushed'), jsonb_build_object('token', pg_temp.token(:'job5', 'new-secret'))) AS no_job,
+       pg_temp.at_url(pg_temp.push('# Pushed'), jsonb_build_object('job', 'not-a-uuid', 'token', pg_temp.token(:'job5', 'new-secret'))) AS bad_job;
+-- A valid token does not stand in for a signature on another job's body.
+SELECT pg_temp.at_url(pg_temp.payload(:'job4', 'parsed'), jsonb_build_object('job', :'job5', 'token', pg_temp.token(:'job5', 'new-secret')));
+-- An unsigned push without the callback URL: refused.
+SELECT pg_temp.at_url(pg_temp.push('# Pushed'), '{}');
+SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = :'job5';
+-- The push at its URL (the older secret still valid: rotation): markdown applied without a fetch.
+SELECT pg_temp.at_url(pg_temp.push('# Pushed' || chr(10) || chr(10) || 'By LlamaParse.'),
+                      jsonb_build_object('job', upper(:'job5'), 'token', pg_temp.token(:'job5', 'regress-secret')));
+SELECT j.status, convert_from(b.content, 'UTF8') AS markdown, j.parse_job_id
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.blobs b ON b.path = j.parsed_path WHERE j.job_id = :'job5';
+SELECT service, operation, pages, http_status FROM upload_pipeline.usage WHERE job_id = :'job5';
+SELECT code, payload - 'content_length' AS payload FROM upload_pipeline.events WHERE job_id = :'job5' ORDER BY seq DESC LIMIT 1;
+-- LlamaParse retries a push it thinks failed: the same body is a duplicate.
+SELECT pg_temp.at_url(pg_temp.push('# Pushed' || chr(10) || chr(10) || 'By LlamaParse.'),
+                      jsonb_build_object('job', :'job5', 'token', pg_temp.token(:'job5', 'new-secret')));
+SELECT t.blobs - s.blobs AS blobs, t.deliveries - s.deliveries AS deliveries FROM totals t, start5 s;
+-- Malformed pushes: 400 naming the field.
+SELECT pg_temp.at_url(b, jsonb_build_object('job', :'job5', 'token', pg_temp.token(:'job5', 'new-secret')))
+FROM unnest(ARRAY['{"md": 42, "txt": ""}', '{"md": "x", "json": {}}']) AS b;
+
+-- LlamaCloud events at the callback URL (v2's webhook_configurations): a
+-- hint; a redelivery has the same X-Webhook-Event-ID; pending/running are not hints.
+SELECT tvdb.upload('evented.pdf', 'evented') AS job6 \gset
+SELECT tvdb.transition(:'job6', 'parse_queued');
+UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'lp-job-6', next_poll_at = now() + interval '1 hour'
+WHERE job_id = :'job6';
+SELECT pg_temp.at_url(format('{"event_id": "ev-1", "event_type": "%s", "timestamp": 1753985275.11, "data": {"id": "lp-job-6", "job_id": "lp-job-6"}}', e),
+                      jsonb_build_object('job', :'job6', 'token', pg_temp.token(:'job6', 'new-secret')),
+                      jsonb_build_object('X-Webhook-Event-ID', 'ev-' || e, 'X-Webhook-Event-Type', e)) AS reply
+FROM unnest(ARRAY['parse.pending', 'parse.running']) AS e;
+SELECT next_poll_at > now() AS still_waiting FROM upload_pipeline.upload_jobs WHERE job_id = :'job6';
+SELECT pg_temp.at_url('{"event_id": "ev-2", "event_type": "parse.success", "timestamp": 1753985275.11, "data": {"id": "lp-job-6", "job_id": "lp-job-6"}}',
+                      jsonb_build_object('job', :'job6', 'token', pg_temp.token(:'job6', 'new-secret')),
+                      '{"X-Webhook-Event-ID": "ev-2", "X-Webhook-Event-Type": "parse.success"}') AS first,
+       pg_temp.at_url('{"event_id": "ev-2", "event_type": "parse.success", "timestamp": 1753985275.11, "data": {"id": "lp-job-6", "job_id": "lp-job-6"}}',
+                      jsonb_build_object('job', :'job6', 'token', pg_temp.token(:'job6', 'new-secret')),
+                      '{"X-Webhook-Event-ID": "ev-2", "X-Webhook-Event-Type": "parse.success"}') AS again;
+SELECT next_poll_at <= now() AS due_now FROM upload_pipeline.upload_jobs WHERE job_id = :'job6';
+-- An event for another LlamaParse job at this job's URL: refused.
+SELECT pg_temp.at_url('{"event_id": "ev-3", "event_type": "parse.success", "data": {"id": "lp-job-5", "job_id": "lp-job-5"}}',
+                      jsonb_build_object('job', :'job6', 'token', pg_temp.token(:'job6', 'new-secret')));
+-- Events from a project-level webhook, authenticated by a configured header
+-- holding a secret (LlamaCloud's webhook_headers); a wrong value is a forgery.
+SET tvdb.webhook_secret_header = 'X-Tvdb-Secret';
+SELECT pg_temp.at_url('{"event_id": "ev-4", "event_type": "parse.error", "data": {"id": "lp-job-6", "job_id": "lp-job-6"}}', '{}',
+                      '{"x-tvdb-secret": "regress-secret", "X-Webhook-Event-ID": "ev-4"}') AS right_value,
+       pg_temp.at_url('{"event_id": "ev-5", "event_type": "parse.error", "data": {"id": "lp-job-6", "job_id": "lp-job-6"}}', '{}',
+                      '{"X-Tvdb-Secret": "regress-secre", "X-Webhook-Event-ID": "ev-5"}') AS wrong_value;
+SET tvdb.webhook_secret_header = 'X-Tvdb Secret';
+RESET tvdb.webhook_secret_header;
+SELECT count(*) AS forgeries_recorded FROM upload_pipeline.events WHERE code = 'webhook_signature_invalid';
+RESET tvdb.webhook_secrets;
+
 -- No secrets configured: every delivery is refused, and the log says why.
 SET tvdb.webhook_secrets = '';
 SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job4', 'parsed'), 'UTF8'),

@@ -26,6 +26,8 @@ int			tvdb_max_upload_bytes = 64 * 1024 * 1024;
 char	   *tvdb_webhook_secrets = NULL;
 int			tvdb_webhook_tolerance = 300;
 int			tvdb_webhook_max_bytes = 10 * 1024 * 1024;
+char	   *tvdb_webhook_secret_header = NULL;
+int			tvdb_callback_url_rules = TVDB_CALLBACK_RULES_LLAMAPARSE;
 char	   *tvdb_database = NULL;
 int			tvdb_workers = 1;
 int			tvdb_service_mode = TVDB_MODE_REAL;
@@ -46,6 +48,8 @@ int			tvdb_poll_min_ms = 1000;
 int			tvdb_poll_max_ms = 30000;
 int			tvdb_lease_seconds = 300;
 char	   *tvdb_parse_webhook_url = NULL;
+int			tvdb_llamaparse_api = TVDB_LLAMAPARSE_V1;
+char	   *tvdb_llamaparse_options = NULL;
 double		tvdb_llamaparse_usd_per_page = 0.003;
 double		tvdb_openai_usd_per_mtok = 0.02;
 int			tvdb_embedding_batch_inputs = 2048;
@@ -54,6 +58,18 @@ int			tvdb_embedding_batch_tokens = 300000;
 static const struct config_enum_entry encoding_options[] = {
 	{"base64", TVDB_ENCODING_BASE64, false},
 	{"float", TVDB_ENCODING_FLOAT, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry callback_rules_options[] = {
+	{"llamaparse", TVDB_CALLBACK_RULES_LLAMAPARSE, false},
+	{"local", TVDB_CALLBACK_RULES_LOCAL, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry llamaparse_api_options[] = {
+	{"v1", TVDB_LLAMAPARSE_V1, false},
+	{"v2", TVDB_LLAMAPARSE_V2, false},
 	{NULL, 0, false}
 };
 
@@ -78,17 +94,16 @@ define_string(const char *name, const char *desc, char **var, const char *def,
 }
 
 /*
- * The integer a setting will have after the next reload: the last value
- * the configuration files give it (postgresql.auto.conf, which ALTER SYSTEM
- * writes, is read last), else its current value.
+ * The text a setting will have after the next reload: the last value the
+ * configuration files give it (postgresql.auto.conf, which ALTER SYSTEM
+ * writes, is read last), or NULL when they give none.
  */
-static int
-pending_int(const char *name, int flags, int current)
+static char *
+pending_text(const char *name)
 {
 	ConfigVariable *head = NULL;
 	ConfigVariable *tail = NULL;
-	const char *value = NULL;
-	int			result = current;
+	char	   *value = NULL;
 
 	if (ConfigFileName != NULL)
 		(void) ParseConfigFile(ConfigFileName, false, NULL, 0, 0, DEBUG2, &head, &tail);
@@ -98,10 +113,33 @@ pending_int(const char *name, int flags, int current)
 	for (ConfigVariable *v = head; v != NULL; v = v->next)
 		if (v->name != NULL && v->value != NULL && pg_strcasecmp(v->name, name) == 0)
 			value = v->value;
+	value = value ? pstrdup(value) : NULL;
+	FreeConfigVariables(head);
+	return value;
+}
+
+/* The integer a setting will have after the next reload, else its current value. */
+static int
+pending_int(const char *name, int flags, int current)
+{
+	char	   *value = pending_text(name);
+	int			result = current;
+
 	if (value == NULL || !parse_int(value, &result, flags, NULL))
 		result = current;
-	FreeConfigVariables(head);
 	return result;
+}
+
+/* The same for an enum setting. */
+static int
+pending_enum(const char *name, const struct config_enum_entry *options, int current)
+{
+	char	   *value = pending_text(name);
+
+	for (int i = 0; value != NULL && options[i].name != NULL; i++)
+		if (pg_strcasecmp(options[i].name, value) == 0)
+			return options[i].val;
+	return current;
 }
 
 /*
@@ -220,10 +258,103 @@ check_service_url(char **newval, void **extra, GucSource source)
 	return check_url(*newval, false);
 }
 
+/*
+ * The callback URL must also be one LlamaParse accepts, under the rules
+ * that will be in force (for ALTER SYSTEM: after the next reload).
+ */
 static bool
 check_webhook_url(char **newval, void **extra, GucSource source)
 {
-	return check_url(*newval, true);
+	char	   *problem;
+	int			rules = tvdb_callback_url_rules;
+
+	if (!check_url(*newval, true))
+		return false;
+	if (changed_by_alter_system())
+		rules = pending_enum("tvdb.callback_url_rules", callback_rules_options, rules);
+	else if (source == PGC_S_FILE)
+		return true;			/* a file is applied line by line: the worker warns */
+	problem = tvdb_callback_url_problem(*newval, rules);
+	if (problem == NULL)
+		return true;
+	GUC_check_errdetail("LlamaParse would refuse this callback URL: %s.", problem);
+	GUC_check_errhint("Use an https URL on a domain name, short enough for the job and token tvdb appends (%d characters); "
+					  "for a local test setup, set tvdb.callback_url_rules = 'local'.", TVDB_CALLBACK_SUFFIX_LEN);
+	return false;
+}
+
+/* Stricter rules must not strand the callback URL that will be in force. */
+static bool
+check_callback_rules(int *newval, void **extra, GucSource source)
+{
+	char	   *url;
+	char	   *problem;
+
+	if (!changed_by_alter_system())
+		return true;
+	url = pending_text("tvdb.parse_webhook_url");
+	problem = tvdb_callback_url_problem(url ? url : tvdb_parse_webhook_url, *newval);
+	if (problem == NULL)
+		return true;
+	GUC_check_errdetail("LlamaParse would refuse tvdb.parse_webhook_url under these rules: %s.", problem);
+	GUC_check_errhint("Change tvdb.parse_webhook_url first.");
+	return false;
+}
+
+/* The parse options must be ones the API version in force takes. */
+static bool
+check_options_for(const char *options, int api)
+{
+	char	   *problem = tvdb_llamaparse_options_problem(options, api);
+
+	if (problem == NULL)
+		return true;
+	GUC_check_errdetail("tvdb.llamaparse_options: %s.", problem);
+	GUC_check_errhint("Give a JSON object of LlamaParse %s parse options, such as %s.",
+					  api == TVDB_LLAMAPARSE_V2 ? "v2" : "v1",
+					  api == TVDB_LLAMAPARSE_V2 ? "{\"tier\": \"cost_effective\", \"version\": \"latest\"}"
+					  : "{\"parse_mode\": \"parse_page_with_llm\", \"language\": [\"en\"]}");
+	return false;
+}
+
+static bool
+check_llamaparse_options(char **newval, void **extra, GucSource source)
+{
+	int			api = tvdb_llamaparse_api;
+
+	if (changed_by_alter_system())
+		api = pending_enum("tvdb.llamaparse_api", llamaparse_api_options, api);
+	else if (source == PGC_S_FILE)
+		return true;			/* applied line by line: the worker warns */
+	return check_options_for(*newval, api);
+}
+
+static bool
+check_llamaparse_api(int *newval, void **extra, GucSource source)
+{
+	char	   *options;
+
+	if (!changed_by_alter_system())
+		return true;
+	options = pending_text("tvdb.llamaparse_options");
+	if (check_options_for(options ? options : tvdb_llamaparse_options, *newval))
+		return true;
+	GUC_check_errhint("The parse options are for the other API: reset tvdb.llamaparse_options first, "
+					  "then set the API, then its options.");
+	return false;
+}
+
+/* An HTTP header name: a token (RFC 9110), so it cannot split a header. */
+static bool
+check_header_name(char **newval, void **extra, GucSource source)
+{
+	for (const char *p = *newval; p && *p; p++)
+		if (!isalnum((unsigned char) *p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+		{
+			GUC_check_errdetail("\"%s\" is not an HTTP header name.", *newval);
+			return false;
+		}
+	return true;
 }
 
 void
@@ -251,6 +382,11 @@ tvdb_define_settings(void)
 							300, 0, 7 * 24 * 3600,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("tvdb.webhook_secret_header",
+							   "A header whose value, one of tvdb.webhook_secrets, authenticates a callback (empty: none).",
+							   "For senders that can add a configured header but sign nothing, as LlamaCloud's webhook_headers.",
+							   &tvdb_webhook_secret_header, "", PGC_SUSET, 0,
+							   check_header_name, NULL, NULL);
 	DefineCustomIntVariable("tvdb.webhook_max_bytes",
 							"Largest webhook body tvdb.handle_llamaparse_webhook() reads.",
 							"Larger bodies are answered 413 before any parsing.",
@@ -307,9 +443,27 @@ tvdb_define_settings(void)
 							check_poll_max, NULL, NULL);
 	define_int("tvdb.lease_seconds", "How long a worker's claim on a job lasts before another may take it.",
 			   &tvdb_lease_seconds, 300, 1, 86400, PGC_SIGHUP, GUC_UNIT_S);
-	DefineCustomStringVariable("tvdb.parse_webhook_url", "webhook_url sent with LlamaParse uploads (empty: none).",
-							   NULL, &tvdb_parse_webhook_url, "", PGC_SIGHUP, 0,
+	DefineCustomStringVariable("tvdb.parse_webhook_url",
+							   "Where LlamaParse posts its callbacks (empty: none, the worker polls).",
+							   "tvdb appends ?job=<job id>&token=<HMAC under the first of tvdb.webhook_secrets>.",
+							   &tvdb_parse_webhook_url, "", PGC_SIGHUP, 0,
 							   check_webhook_url, NULL, NULL);
+	DefineCustomEnumVariable("tvdb.llamaparse_api",
+							 "Which LlamaParse API the worker speaks: v1 (/api/v1/parsing) or v2 (/api/v2/parse).",
+							 NULL, &tvdb_llamaparse_api, TVDB_LLAMAPARSE_V1, llamaparse_api_options,
+							 PGC_SIGHUP, 0, check_llamaparse_api, NULL, NULL);
+	DefineCustomStringVariable("tvdb.llamaparse_options",
+							   "Parse options sent with every LlamaParse upload, as a JSON object.",
+							   "v1: each field a form field (an array repeats it); v2: merged into the job's configuration. "
+							   "Only LlamaParse's documented option names are accepted.",
+							   &tvdb_llamaparse_options, "{}", PGC_SIGHUP, 0,
+							   check_llamaparse_options, NULL, NULL);
+	DefineCustomEnumVariable("tvdb.callback_url_rules",
+							 "Which callback URLs tvdb.parse_webhook_url may hold.",
+							 "llamaparse: what LlamaParse accepts (https, a domain name, under 200 characters); "
+							 "local: also http and IP hosts, for test setups against a local fake.",
+							 &tvdb_callback_url_rules, TVDB_CALLBACK_RULES_LLAMAPARSE, callback_rules_options,
+							 PGC_SIGHUP, 0, check_callback_rules, NULL, NULL);
 	DefineCustomRealVariable("tvdb.llamaparse_usd_per_page", "LlamaParse price per page, USD.",
 							 NULL, &tvdb_llamaparse_usd_per_page, 0.003, 0, DBL_MAX,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
@@ -350,6 +504,15 @@ tvdb_settings_disagree(void)
 	if (tvdb_poll_min_ms > tvdb_poll_max_ms)
 		return psprintf("tvdb.poll_interval_min (%d ms) exceeds tvdb.poll_interval_max (%d ms); "
 						"polls are %d ms apart.", tvdb_poll_min_ms, tvdb_poll_max_ms, tvdb_poll_min_ms);
+	if (tvdb_llamaparse_options_problem(tvdb_llamaparse_options, tvdb_llamaparse_api) != NULL)
+		return psprintf("tvdb.llamaparse_options does not suit tvdb.llamaparse_api: %s; uploads wait until it does.",
+						tvdb_llamaparse_options_problem(tvdb_llamaparse_options, tvdb_llamaparse_api));
+	if (tvdb_parse_webhook_url[0] != '\0' && tvdb_configured_webhook_secrets() == NIL)
+		return pstrdup("tvdb.parse_webhook_url is set but tvdb.webhook_secrets is empty, so no callback token "
+					   "can be made; uploads are sent without a callback URL.");
+	if (tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules) != NULL)
+		return psprintf("tvdb.parse_webhook_url would be refused by LlamaParse (%s); uploads are sent without it.",
+						tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules));
 	if (tvdb_chunk_overlap_tokens > tvdb_chunk_target_tokens / 2)
 		return psprintf("tvdb.chunk_overlap_tokens (%d) is more than half of tvdb.chunk_target_tokens (%d); "
 						"chunks overlap by %d tokens.", tvdb_chunk_overlap_tokens, tvdb_chunk_target_tokens,

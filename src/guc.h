@@ -19,11 +19,25 @@ typedef enum
 	TVDB_ENCODING_FLOAT
 } TvdbEmbeddingEncoding;
 
+typedef enum
+{
+	TVDB_CALLBACK_RULES_LLAMAPARSE,
+	TVDB_CALLBACK_RULES_LOCAL
+} TvdbCallbackRules;
+
+typedef enum
+{
+	TVDB_LLAMAPARSE_V1,
+	TVDB_LLAMAPARSE_V2
+} TvdbLlamaParseApi;
+
 /* uploads and webhooks (application backends) */
 extern int	tvdb_max_upload_bytes;
 extern char *tvdb_webhook_secrets;
 extern int	tvdb_webhook_tolerance;
 extern int	tvdb_webhook_max_bytes;
+extern char *tvdb_webhook_secret_header;
+extern int	tvdb_callback_url_rules;
 
 /* the workers */
 extern char *tvdb_database;
@@ -46,6 +60,8 @@ extern int	tvdb_poll_min_ms;
 extern int	tvdb_poll_max_ms;
 extern int	tvdb_lease_seconds;
 extern char *tvdb_parse_webhook_url;
+extern int	tvdb_llamaparse_api;
+extern char *tvdb_llamaparse_options;
 extern double tvdb_llamaparse_usd_per_page;
 extern double tvdb_openai_usd_per_mtok;
 extern int	tvdb_embedding_batch_inputs;

@@ -75,6 +75,16 @@ extern Datum tvdb_pending_detail(Datum job_id);
 /* backend/hmac.c */
 extern List *tvdb_configured_webhook_secrets(void);
 extern bool tvdb_verify_signature(bytea *body, Jsonb *headers, List *secrets);
+extern void tvdb_hmac(const char *key, int keylen, const char *const *parts,
+					  const int *lens, int nparts, uint8 *out);
+extern char *tvdb_secret_key(const char *secret, int *len);
+
+/* backend/callback.c: the callback URL handed to LlamaParse, and its token */
+#define TVDB_CALLBACK_SUFFIX_LEN 91 /* "?job=" uuid "&token=" 43 base64url chars */
+#define TVDB_CALLBACK_URL_MAX 200	/* LlamaParse: "less than 200 characters" */
+extern char *tvdb_callback_url_problem(const char *url, int rules);
+extern char *tvdb_callback_url(const char *job);
+extern bool tvdb_callback_token_valid(const char *job, const char *token, List *secrets);
 
 /* wakeup.c: workers sleep on their latch; a commit that made work wakes them */
 extern void tvdb_wakeup_init(void);
@@ -91,6 +101,9 @@ extern void tvdb_spi_connect(void);
 extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
+
+/* llamaparse_options.c: tvdb.llamaparse_options checked against the documented names */
+extern char *tvdb_llamaparse_options_problem(const char *json, int api);
 
 /* json_fields.c: string fields of a JSON object ("name" or "parent.child") */
 extern bool tvdb_json_fields(const char *body, size_t len, const char *const *keys,

@@ -185,7 +185,7 @@ WH_URL=""
 if [ -n "$INFLIGHT_WH" ]; then
     psql -X -q -d "$DB" -c "CREATE ROLE tvdb_bench_webhookd LOGIN" \
          -c "GRANT USAGE ON SCHEMA tvdb TO tvdb_bench_webhookd" \
-         -c "GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb) TO tvdb_bench_webhookd"
+         -c "GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO tvdb_bench_webhookd"
     wh_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     WH_URL=http://127.0.0.1:$wh_port
     "$PGBIN/tvdb-webhookd" --listen 127.0.0.1 --port "$wh_port" --pool 4 \

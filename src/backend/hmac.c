@@ -38,9 +38,9 @@ typedef struct Key
 	int			sw_len;
 } Key;
 
-static void
-hmac_sha256(const char *key, int keylen, const char *const *parts,
-			const int *lens, int nparts, uint8 *out)
+void
+tvdb_hmac(const char *key, int keylen, const char *const *parts,
+		  const int *lens, int nparts, uint8 *out)
 {
 	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
 
@@ -76,7 +76,7 @@ tvdb_hmac_sha256(PG_FUNCTION_ARGS)
 	const char *parts[1] = {VARDATA_ANY(msg)};
 	int			lens[1] = {VARSIZE_ANY_EXHDR(msg)};
 
-	hmac_sha256(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), parts, lens, 1,
+	tvdb_hmac(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), parts, lens, 1,
 				(uint8 *) VARDATA(result));
 	SET_VARSIZE(result, VARHDRSZ + MAC_LEN);
 	PG_RETURN_BYTEA_P(result);
@@ -272,9 +272,9 @@ any_key_matches(Key *keys, int nkeys, bool standard, const char *const *parts,
 		if (standard && keys[k].sw_len == 0)
 			continue;
 		if (standard)
-			hmac_sha256(keys[k].sw, keys[k].sw_len, parts, lens, nparts, mac);
+			tvdb_hmac(keys[k].sw, keys[k].sw_len, parts, lens, nparts, mac);
 		else
-			hmac_sha256(keys[k].bytes, keys[k].len, parts, lens, nparts, mac);
+			tvdb_hmac(keys[k].bytes, keys[k].len, parts, lens, nparts, mac);
 		ok |= timingsafe_bcmp(mac, claimed, MAC_LEN) == 0;
 	}
 	explicit_bzero(mac, sizeof(mac));
@@ -357,6 +357,32 @@ verify_standard_webhooks(char **values, bytea *body, Key *keys, int nkeys)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The key a configured secret gives the sha256=<hex> headers and callback
+ * tokens: its bytes, or for a "whsec_" secret the bytes its base64 holds.
+ * The caller zeroes and frees it.
+ */
+char *
+tvdb_secret_key(const char *secret, int *len)
+{
+	Key		   *keys;
+	int			n;
+	char	   *key;
+
+	keys = decode_secrets(list_make1((char *) secret), &n);
+	if (n == 0)
+	{
+		pfree(keys);
+		*len = 0;
+		return NULL;
+	}
+	key = palloc(keys[0].len);
+	memcpy(key, keys[0].bytes, keys[0].len);
+	*len = keys[0].len;
+	free_keys(keys, n);
+	return key;
 }
 
 /* Split tvdb.webhook_secrets at commas, trimming blanks. */

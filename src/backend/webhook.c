@@ -1,9 +1,14 @@
 /*
- * webhook.c — tvdb.handle_llamaparse_webhook(body, headers): the whole
- * callback in one call.  The C part bounds the body before it is read,
- * verifies the signature and records forgeries; a verified payload is handed
- * to tvdb._apply_llamaparse_webhook() (SQL), which validates and applies it
- * in the caller's transaction, so it happens entirely or not at all.
+ * webhook.c — tvdb.handle_llamaparse_webhook(body, headers, params): the
+ * whole callback in one call.  The C part bounds the body before it is read,
+ * authenticates the sender and records forgeries; an authenticated payload
+ * is handed to tvdb._apply_llamaparse_webhook() (SQL), which validates and
+ * applies it in the caller's transaction, so it happens entirely or not at all.
+ *
+ * LlamaParse signs nothing, so a callback is authenticated, in this order, by
+ * the job and token of the callback URL tvdb handed out (callback.c), by the
+ * header named in tvdb.webhook_secret_header holding an active secret, or by
+ * a signature header (hmac.c) from other senders.
  *
  * Every outcome is a reply object {"http_status", "result", "detail"?, ...}
  * for the receiving endpoint to relay; only internal faults raise errors.
@@ -60,17 +65,19 @@ record_forgery(Size body_bytes, Jsonb *headers)
 	tvdb_spi_finish();
 }
 
+/* The payload of an authenticated callback; job: the one its URL names, or NULL. */
 static Datum
-apply_payload(Datum body, Datum headers)
+apply_payload(Datum body, Datum headers, const char *job)
 {
-	static const Oid types[2] = {BYTEAOID, JSONBOID};
-	Datum		values[2] = {body, headers};
+	static const Oid types[3] = {BYTEAOID, JSONBOID, TEXTOID};
+	Datum		values[3] = {body, headers, job ? CStringGetTextDatum(job) : (Datum) 0};
+	const char	nulls[3] = {' ', ' ', job ? ' ' : 'n'};
 	bool		isnull;
 	Datum		result;
 
 	tvdb_spi_connect();
-	if (tvdb_spi_run("SELECT tvdb._apply_llamaparse_webhook($1, $2)",
-					 2, types, values, NULL, SPI_OK_SELECT) != 1)
+	if (tvdb_spi_run("SELECT tvdb._apply_llamaparse_webhook($1, $2, $3::uuid)",
+					 3, types, values, nulls, SPI_OK_SELECT) != 1)
 		elog(ERROR, "tvdb._apply_llamaparse_webhook returned no row");
 	result = tvdb_spi_datum(0, 1, &isnull);
 	if (isnull)
@@ -80,13 +87,58 @@ apply_payload(Datum body, Datum headers)
 	return result;
 }
 
-/* tvdb.handle_llamaparse_webhook(body bytea, headers jsonb) RETURNS jsonb */
+/* The string value of key in a jsonb object (case-insensitive key), or NULL. */
+static char *
+object_text(Jsonb *obj, const char *key)
+{
+	JsonbIterator *it = JsonbIteratorInit(&obj->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *found = NULL;
+	bool		match = false;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			match = found == NULL && v.type == jbvString && (int) strlen(key) == v.val.string.len &&
+				pg_strncasecmp(v.val.string.val, key, v.val.string.len) == 0;
+		else if (tok == WJB_VALUE && match && v.type == jbvString)
+			found = pnstrdup(v.val.string.val, v.val.string.len);
+	}
+	return found;
+}
+
+/* The header named by tvdb.webhook_secret_header holds one of the secrets (constant time). */
+static bool
+secret_header_matches(Jsonb *headers, List *secrets)
+{
+	char	   *given;
+	bool		ok = false;
+	ListCell   *lc;
+
+	if (tvdb_webhook_secret_header[0] == '\0' ||
+		(given = object_text(headers, tvdb_webhook_secret_header)) == NULL)
+		return false;
+	foreach(lc, secrets)
+	{
+		const char *s = lfirst(lc);
+
+		ok |= strlen(s) == strlen(given) && timingsafe_bcmp(s, given, strlen(s)) == 0;
+	}
+	explicit_bzero(given, strlen(given));
+	return ok;
+}
+
+/* tvdb.handle_llamaparse_webhook(body bytea, headers jsonb, params jsonb) RETURNS jsonb */
 Datum
 tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
 {
 	Size		body_bytes;
 	Jsonb	   *headers;
+	Jsonb	   *params = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_JSONB_P(2) : NULL;
 	List	   *secrets;
+	char	   *job = NULL;
+	char	   *token = NULL;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_DATUM(reply(400, "bad_request", "the request has no body"));
@@ -115,12 +167,32 @@ tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
 							  "the receiver has no webhook secrets configured"));
 	}
 
-	if (!tvdb_verify_signature(PG_GETARG_BYTEA_PP(0), headers, secrets))
+	if (params != NULL && (!JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params)))
+		PG_RETURN_DATUM(reply(400, "bad_request", "params must be a JSON object of name: value"));
+	if (params != NULL)
+	{
+		job = object_text(params, "job");
+		token = object_text(params, "token");
+	}
+
+	if (job != NULL || token != NULL)
+	{
+		/* a URL that names a job must carry its token: nothing else stands in */
+		if (!tvdb_callback_token_valid(job, token, secrets))
+		{
+			record_forgery(body_bytes, headers);
+			PG_RETURN_DATUM(reply(401, "unauthorized",
+								  "the callback URL's token is missing, invalid, or not for this job"));
+		}
+	}
+	else if (!secret_header_matches(headers, secrets) &&
+			 !tvdb_verify_signature(PG_GETARG_BYTEA_PP(0), headers, secrets))
 	{
 		record_forgery(body_bytes, headers);
 		PG_RETURN_DATUM(reply(401, "unauthorized",
-							  "the signature is missing, invalid or outside the time tolerance"));
+							  "no valid callback token, secret header or signature "
+							  "(or the signature is outside the time tolerance)"));
 	}
 
-	PG_RETURN_DATUM(apply_payload(PG_GETARG_DATUM(0), JsonbPGetDatum(headers)));
+	PG_RETURN_DATUM(apply_payload(PG_GETARG_DATUM(0), JsonbPGetDatum(headers), job));
 }

@@ -10,6 +10,8 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
@@ -126,18 +128,91 @@ texts_of(List *works)
 
 /* ---- upload: uploaded -> parse_queued ---- */
 
+/* A JSON scalar as a form field's text: strings as they are, the rest as written. */
+static char *
+scalar_text(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * tvdb.llamaparse_options as v1 form fields: a scalar is one field, an
+ * array of scalars repeats its field once per element (as the official
+ * client sends language), an object or nested array goes as JSON text.
+ */
+static void
+add_v1_options(TvdbHttp *req, Jsonb *options)
+{
+	JsonbIterator *it = JsonbIteratorInit(&options->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type != jbvBinary)
+		{
+			char	   *text = scalar_text(&v);
+
+			if (text != NULL)
+				tvdb_http_form_field(req, key, text);
+		}
+		else if (tok == WJB_VALUE)
+		{
+			Jsonb	   *inner = JsonbValueToJsonb(&v);
+			JsonbIterator *eit = JsonbIteratorInit(&inner->root);
+			JsonbValue	e;
+			bool		scalars = JB_ROOT_IS_ARRAY(inner);
+
+			while (scalars && (tok = JsonbIteratorNext(&eit, &e, true)) != WJB_DONE)
+				scalars = tok != WJB_ELEM || e.type != jbvBinary;
+			if (!scalars)
+				tvdb_http_form_field(req, key, JsonbToCString(NULL, &inner->root, VARSIZE(inner)));
+			else
+			{
+				eit = JsonbIteratorInit(&inner->root);
+				while ((tok = JsonbIteratorNext(&eit, &e, true)) != WJB_DONE)
+				{
+					char	   *text = tok == WJB_ELEM ? scalar_text(&e) : NULL;
+
+					if (text != NULL)
+						tvdb_http_form_field(req, key, text);
+				}
+			}
+		}
+	}
+}
+
+/*
+ * LlamaParse takes the file and its documented options only (unknown fields
+ * are refused), so the link between its job and ours is kept in the
+ * database, and the callback URL names our job with a token (callback.c).
+ */
 static List *
 upload_claim(const char *owner, int n, MemoryContext cxt)
 {
 	static const Oid types[3] = {TEXTOID, INT4OID, INT4OID};
-	static const char *const fields[] = {"job_id", "document_id", "correlation_id"};
 	Datum		values[3] = {CStringGetTextDatum(owner), Int32GetDatum(n),
 	Int32GetDatum(tvdb_lease_effective())};
 	List	   *works = NIL;
+	Jsonb	   *options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+															 CStringGetDatum(tvdb_llamaparse_options)));
+	bool		callbacks = tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules) == NULL;
 	uint64		rows;
 
-	rows = tvdb_spi_run("SELECT j.job_id::text, j.document_id::text, j.correlation_id::text,"
-						"       d.filename, d.mime_type, b.content "
+	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content "
 						"FROM tvdb._claim('uploaded', $1, $2, $3) AS c(id) "
 						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
 						"JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
@@ -147,20 +222,31 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 	{
 		TvdbWork   *w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
 		bool		isnull;
-		bytea	   *content = DatumGetByteaPP(tvdb_spi_datum(i, 6, &isnull));
+		bytea	   *content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
+		char	   *callback;
+		MemoryContext old;
 
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
 		w->req = new_request(w, "/api/v1/parsing/upload");
-		tvdb_http_form_file(w->req, "file", tvdb_spi_text(i, 4), tvdb_spi_text(i, 5),
+		old = MemoryContextSwitchTo(w->cxt);
+		tvdb_http_form_file(w->req, "file", tvdb_spi_text(i, 2), tvdb_spi_text(i, 3),
 							VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-		/* ids for the webhook callback to carry back */
-		for (int f = 0; f < (int) lengthof(fields); f++)
-			tvdb_http_form_field(w->req, fields[f], tvdb_spi_text(i, 1 + f));
-		if (tvdb_parse_webhook_url[0] != '\0')
-			tvdb_http_form_field(w->req, "webhook_url", tvdb_parse_webhook_url);
+		add_v1_options(w->req, options);
+		callback = callbacks ? tvdb_callback_url(w->jobs[0]) : NULL;
+		if (callback != NULL)
+			tvdb_http_form_field(w->req, "webhook_url", callback);
+		MemoryContextSwitchTo(old);
 		works = tvdb_work_append(works, w, cxt);
 	}
 	return works;
+}
+
+/* Uploads wait while the parse options do not suit the API in use (the worker says so). */
+static bool
+upload_runs(void)
+{
+	return tvdb_real_mode() &&
+		tvdb_llamaparse_options_problem(tvdb_llamaparse_options, tvdb_llamaparse_api) == NULL;
 }
 
 /* An upload accepted with an id waits for upload_record_all. */
@@ -210,7 +296,7 @@ const TvdbStage tvdb_stage_upload = {
 	 * running, so polls must not crowd uploads out (nor the reverse).
 	 */
 	.share = 2,
-	.runs = tvdb_real_mode,
+	.runs = upload_runs,
 	.claim = upload_claim,
 	.record = upload_record,
 	.deferrable = upload_deferrable,

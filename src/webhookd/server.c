@@ -1,8 +1,8 @@
 /*
  * server.c — routes and request handling on libmicrohttpd.
  *
- *   POST /api/v1/webhooks/llamaparse   raw body + headers to the database,
- *                                      its {"http_status", ...} relayed back
+ *   POST /api/v1/webhooks/llamaparse   raw body, headers and query to the
+ *                                      database, its {"http_status", ...} relayed back
  *   GET  /api/v1/webhooks/health       SELECT 1 on a pooled connection
  *
  * libmicrohttpd runs one thread per connection, so a request may block in
@@ -29,7 +29,7 @@
 
 static const char *const webhook_sql =
 "SELECT (r->>'http_status')::int, r::text "
-"FROM tvdb.handle_llamaparse_webhook($1::bytea, $2::jsonb) AS r";
+"FROM tvdb.handle_llamaparse_webhook($1::bytea, $2::jsonb, $3::jsonb) AS r";
 
 typedef enum Route
 {
@@ -124,7 +124,7 @@ reply_error(struct MHD_Connection *conn, Request *req, unsigned status,
 	return ret;
 }
 
-/* ---- headers as a JSON object -------------------------------------- */
+/* ---- headers, and the URL's query arguments, as JSON objects -------- */
 
 typedef struct Header
 {
@@ -179,14 +179,17 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *name, const char 
 	return MHD_YES;
 }
 
-/* Fills out with {"Name": "value", ...}; false if memory ran out. */
+/*
+ * Fills out with {"Name": "value", ...} from the request's headers (or its
+ * query arguments); false if memory ran out.
+ */
 static bool
-headers_json(struct MHD_Connection *conn, Buf *out)
+values_json(struct MHD_Connection *conn, enum MHD_ValueKind kind, Buf *out)
 {
 	HeaderList	list = {0};
 	bool		ok;
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, &list);
+	MHD_get_connection_values(conn, kind, collect_header, &list);
 	buf_puts(out, "{");
 	for (int i = 0; i < list.count; i++)
 	{
@@ -212,27 +215,32 @@ static enum MHD_Result
 handle_webhook(struct MHD_Connection *conn, Request *req)
 {
 	Buf			headers = {0};
+	Buf			query = {0};
 	PGresult   *res = NULL;
 	char		errbuf[512];
 	enum MHD_Result ret;
 	DbOutcome	outcome;
 
-	if (!headers_json(conn, &headers))
+	/* the query carries the job and token of the callback URL tvdb handed out */
+	if (!values_json(conn, MHD_HEADER_KIND, &headers) ||
+		!values_json(conn, MHD_GET_ARGUMENT_KIND, &query))
 	{
 		buf_free(&headers);
+		buf_free(&query);
 		return reply_error(conn, req, 500, "internal_error", "out of memory", NULL);
 	}
 
 	{
-		const Oid	types[2] = {BYTEAOID, JSONBOID};
-		const char *params[2] = {req->body.data ? req->body.data : "", headers.data};
-		const int	lengths[2] = {(int) req->body.len, 0};
-		const int	formats[2] = {1, 0};	/* body binary: bytes as received */
+		const Oid	types[3] = {BYTEAOID, JSONBOID, JSONBOID};
+		const char *params[3] = {req->body.data ? req->body.data : "", headers.data, query.data};
+		const int	lengths[3] = {(int) req->body.len, 0, 0};
+		const int	formats[3] = {1, 0, 0};	/* body binary: bytes as received */
 
-		outcome = pool_exec(webhook_sql, 2, types, params, lengths, formats,
+		outcome = pool_exec(webhook_sql, 3, types, params, lengths, formats,
 							&res, errbuf, sizeof(errbuf));
 	}
 	buf_free(&headers);
+	buf_free(&query);
 
 	if (outcome == DB_UNAVAILABLE)
 		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);

@@ -113,7 +113,7 @@ forgeries() { sql "SELECT count(*) FROM upload_pipeline.events WHERE code = 'web
     sql "CREATE EXTENSION tvdb CASCADE" &&
     sql "CREATE ROLE $ROLE LOGIN;
          GRANT USAGE ON SCHEMA tvdb TO $ROLE;
-         GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb) TO $ROLE"
+         GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO $ROLE"
 } >/dev/null || { echo "Bail out! could not set up database $DB"; exit 1; }
 
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -143,6 +143,18 @@ check "  markdown stored at storage://parsed/{document_id}/{job_id}.md" eq \
 before=$(events "$JOB")
 check "same delivery again: 200 duplicate" eq "$(deliver "$WORK/first.json") $(result)" "200 duplicate"
 check "  no second event" eq "$(events "$JOB") $(events "$JOB" parse_completed)" "$before 1"
+
+# What LlamaParse sends: an unsigned push, to the callback URL tvdb handed
+# out; the query (job and token) reaches the database with the body.
+new_job pushed
+token=$("$PYTHON" -c 'import base64, hashlib, hmac, sys
+print(base64.urlsafe_b64encode(hmac.new(sys.argv[1].encode(), b"tvdb-callback-v1:" + sys.argv[2].encode(), hashlib.sha256).digest()).decode().rstrip("="))' "$SECRET" "$JOB")
+printf '{"txt": "Pushed.", "md": "# Pushed\\n\\nBy LlamaParse.", "json": [{"page": 1, "text": "Pushed.", "md": "# Pushed", "images": []}], "images": []}' >"$WORK/push.json"
+code=$(request POST "$HOOK?job=$JOB&token=$token" -H 'Content-Type: application/json' --data-binary @"$WORK/push.json")
+check "LlamaParse push at ?job=&token=: 200 applied, job parsed" eq "$code $(result) $(job_status "$JOB")" "200 applied parsed"
+code=$(request POST "$HOOK?job=$JOB&token=${token%?}A" -H 'Content-Type: application/json' --data-binary @"$WORK/push.json")
+check "  the same push with a wrong token: 401" eq "$code $(result)" "401 unauthorized"
+check "  the daemon's log does not show the token" eq "$(grep -c -- "$token" "$WORK/daemon.log")" 0
 
 new_job forged
 helper payload "$JOB" "$DOC" parsed "$WORK/forged.json" >/dev/null
