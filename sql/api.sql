@@ -97,3 +97,13 @@ SET tvdb.max_upload_bytes = 100000000;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 DROP ROLE tvdb_regress_app;
+
+-- Where the worker sends a document: the types tvdb.parse_locally names to
+-- the built-in parser, the extensions LlamaParse reads to LlamaParse (within
+-- its size limit), anything else refused with the reason.
+SELECT f, m, r.* FROM (VALUES
+    ('notes.txt', 'text/plain', 100), ('readme.md', 'text/markdown; charset=utf-8', 100),
+    ('report.PDF', 'application/pdf', 100), ('page.html', 'text/html', 100),
+    ('archive.zip', 'application/zip', 100), ('no-extension', 'application/octet-stream', 100),
+    ('huge.pdf', 'application/pdf', 600 * 1024 * 1024)) AS v(f, m, s),
+    tvdb.parse_route(f, m, s) AS r;

@@ -53,6 +53,9 @@ ALTER SYSTEM SET tvdb.llamaparse_options = '["parse_mode"]';
 ALTER SYSTEM SET tvdb.llamaparse_options = '{"parse_mode": ';
 ALTER SYSTEM SET tvdb.llamaparse_api = 'v2';
 ALTER SYSTEM SET tvdb.llamaparse_options = '{"tier": "agentic", "version": "latest", "processing_options": {"ocr_parameters": {"languages": ["en"]}}}';
+-- The built-in parser reads text only.
+ALTER SYSTEM SET tvdb.parse_locally = 'text/plain, application/pdf';
+ALTER SYSTEM SET tvdb.llamaparse_max_file_size = '1GB';
 -- Switching API: options reset first, then the API, then its options.
 ALTER SYSTEM RESET tvdb.llamaparse_options;
 ALTER SYSTEM SET tvdb.llamaparse_api = 'v2';

@@ -74,13 +74,14 @@ SELECT tvdb._parse_polled(pg_temp.leased_job('p3.pdf', 'parse_queued'), 'regress
 
 -- Result answers: the markdown, not there yet, and a webhook that got there first.
 SELECT tvdb._parse_fetched(:'p2', 'regress', 200,
-         '{"markdown": "# P2\n\nParsed text.", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false}}',
-         8, NULL, NULL, 0.003, 1000);
+         '{"markdown": "# P2\n\nParsed text.", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false, "job_credits_usage": 30}}',
+         8, NULL, NULL, 1000);
 SELECT pg_temp.state(:'p2'), parsed_path LIKE 'storage://parsed/%/' || job_id || '.md' AS path_ok
 FROM upload_pipeline.upload_jobs WHERE job_id = :'p2';
-SELECT service, operation, http_status, pages, cache_hit, cost_usd FROM upload_pipeline.usage
+-- Its cost from the credits the service reported: 30 x $1.25 / 1000.
+SELECT service, operation, http_status, pages, cache_hit, credits, model, cost_usd FROM upload_pipeline.usage
 WHERE job_id = :'p2' ORDER BY usage_id;
-SELECT tvdb._parse_fetched(:'p1', 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 0.003, 1000);
+SELECT tvdb._parse_fetched(:'p1', 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 1000);
 SELECT pg_temp.state(:'p1');
 -- A result that stays unavailable after SUCCESS is not polled for ever: the
 -- fifth 404 in the status fails the parse with that reason.
@@ -88,13 +89,13 @@ SELECT pg_temp.leased_job('p404.pdf', 'parse_queued') AS p404 \gset
 CREATE FUNCTION pg_temp.fetch_404(j uuid) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
   UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = j;
-  RETURN tvdb._parse_fetched(j, 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 0.003, 1000);
+  RETURN tvdb._parse_fetched(j, 'regress', 404, '{"detail": "Job not yet complete"}', 3, NULL, NULL, 1000);
 END $$;
 SELECT n, pg_temp.fetch_404(:'p404') AS outcome FROM generate_series(1, 5) n ORDER BY n;
 SELECT pg_temp.state(:'p404');
 UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'p1';
 SELECT tvdb.transition(:'p1', 'parsed', '{"via": "webhook"}');
-SELECT tvdb._parse_fetched(:'p1', 'regress', 200, '{"markdown": "# late"}', 8, NULL, NULL, 0.003, 1000);
+SELECT tvdb._parse_fetched(:'p1', 'regress', 200, '{"markdown": "# late"}', 8, NULL, NULL, 1000);
 SELECT count(*) AS blobs_for_p1 FROM upload_pipeline.blobs WHERE path LIKE '%/' || :'p1' || '.md';
 
 -- Embedding answers (the worker reads well-formed ones in C; errors and
@@ -111,7 +112,7 @@ CREATE TEMP TABLE batch AS
          array_agg(chunk_index ORDER BY chunk_index) AS idx
   FROM upload_pipeline.document_chunks WHERE job_id = :'e1';
 -- Answers that do not fit the request are retried, not stored.
-SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200, b, 40, NULL, NULL, 3, 0.02) AS outcome
+SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200, b, 40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
 FROM batch, unnest(ARRAY[
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 4}}',
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}, {"index": 0, "embedding": [0, 1, 0]}]}',
@@ -122,8 +123,8 @@ UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress', next_poll_at = N
 -- A well-formed answer, in any order: stored by index, the job completes.
 SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200,
          '{"data": [{"index": 1, "embedding": [0, 1, 0]}, {"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 4}}',
-         40, NULL, NULL, 3, 0.02) AS outcome FROM batch;
-SELECT chunk_index, embedding FROM upload_pipeline.document_chunks WHERE job_id = :'e1' ORDER BY chunk_index;
+         40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome FROM batch;
+SELECT chunk_index, embedding, model FROM upload_pipeline.document_chunks WHERE job_id = :'e1' ORDER BY chunk_index;
 SELECT pg_temp.state(:'e1');
 -- OpenAI refuses the input: the stage fails with OpenAI's message.
 SELECT pg_temp.leased_job('e2.md') AS e2 \gset
@@ -131,7 +132,7 @@ SELECT pg_temp.walk(:'e2', ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_s
                                  'embedding_queued', 'embedding_in_progress']);
 SELECT tvdb._embeddings_received('regress', ARRAY[:'e2'::uuid], ARRAY[document_id], ARRAY[0], 400,
          '{"error": {"message": "This model''s maximum context length is 8192 tokens", "type": "invalid_request_error", "param": null, "code": null}}',
-         40, NULL, NULL, 3, 0.02) AS outcome
+         40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
 FROM upload_pipeline.upload_jobs WHERE job_id = :'e2';
 SELECT pg_temp.state(:'e2');
 
@@ -201,7 +202,7 @@ SELECT pg_temp.walk(:'m2', ARRAY['parsed']);
 SELECT tvdb._parse_fetched_all('regress', ARRAY[:'m1', :'m2']::uuid[],
                                ARRAY['{"markdown": "# M1\n\nbody", "job_metadata": {"job_pages": 3, "job_is_cache_hit": false}}',
                                      '{"markdown": "# M2", "job_metadata": {"job_pages": 1, "job_is_cache_hit": true}}']::jsonb[],
-                               ARRAY[7.0, 8.0], 0.003) AS parsed;
+                               ARRAY[7.0, 8.0]) AS parsed;
 SELECT d.filename, j.status, coalesce(j.lease_owner, 'no lease') AS lease, j.parsed_path = format('storage://parsed/%s/%s.md', j.document_id, j.job_id) AS path_ok,
        convert_from(b.content, 'UTF8') AS markdown, j.parsed_sha256 = b.sha256 AS sha_ok,
        (SELECT e.payload FROM upload_pipeline.events e WHERE e.job_id = j.job_id ORDER BY e.seq DESC LIMIT 1) AS last_event,
@@ -296,7 +297,7 @@ FROM unnest(ARRAY[:'q1', :'q2']::uuid[]) AS j;
 SELECT tvdb._embeddings_received('regress', ARRAY[:'q1', :'q2']::uuid[], ARRAY[d1.document_id, d2.document_id],
          ARRAY[0, 0], 429,
          '{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}',
-         30, NULL, NULL, 3, 0.02) AS outcome
+         30, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
 FROM upload_pipeline.upload_jobs d1, upload_pipeline.upload_jobs d2 WHERE d1.job_id = :'q1' AND d2.job_id = :'q2';
 SELECT pg_temp.state(:'q1') AS q1, pg_temp.state(:'q2') AS q2;
 -- The worker's own kind wins over the status: x-should-retry false on a 500

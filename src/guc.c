@@ -49,9 +49,11 @@ int			tvdb_poll_max_ms = 30000;
 int			tvdb_lease_seconds = 300;
 char	   *tvdb_parse_webhook_url = NULL;
 int			tvdb_llamaparse_api = TVDB_LLAMAPARSE_V1;
+char	   *tvdb_parse_locally = NULL;
+int64		tvdb_llamaparse_max_file_bytes = INT64CONST(512) * 1024 * 1024;
+static int	llamaparse_max_file_mb = 512;
 char	   *tvdb_llamaparse_options = NULL;
-double		tvdb_llamaparse_usd_per_page = 0.003;
-double		tvdb_openai_usd_per_mtok = 0.02;
+double		tvdb_llamaparse_usd_per_1000_credits = 1.25;
 int			tvdb_embedding_batch_inputs = 2048;
 int			tvdb_embedding_batch_tokens = 300000;
 
@@ -344,6 +346,24 @@ check_llamaparse_api(int *newval, void **extra, GucSource source)
 	return false;
 }
 
+static bool
+check_parse_locally(char **newval, void **extra, GucSource source)
+{
+	char	   *problem = tvdb_parse_locally_problem(*newval);
+
+	if (problem == NULL)
+		return true;
+	GUC_check_errdetail("%s.", problem);
+	GUC_check_errhint("Name content types such as text/plain, text/markdown, text/html, comma-separated.");
+	return false;
+}
+
+static void
+assign_max_file_mb(int newval, void *extra)
+{
+	tvdb_llamaparse_max_file_bytes = (int64) newval * 1024 * 1024;
+}
+
 /* An HTTP header name: a token (RFC 9110), so it cannot split a header. */
 static bool
 check_header_name(char **newval, void **extra, GucSource source)
@@ -458,17 +478,25 @@ tvdb_define_settings(void)
 							   "Only LlamaParse's documented option names are accepted.",
 							   &tvdb_llamaparse_options, "{}", PGC_SIGHUP, 0,
 							   check_llamaparse_options, NULL, NULL);
+	DefineCustomStringVariable("tvdb.parse_locally",
+							   "Content types tvdb's built-in parser reads instead of LlamaParse (comma-separated).",
+							   "Other documents go to LlamaParse when their extension is one it reads, else fail parse at once.",
+							   &tvdb_parse_locally, "text/plain, text/markdown", PGC_SIGHUP, 0,
+							   check_parse_locally, NULL, NULL);
+	DefineCustomIntVariable("tvdb.llamaparse_max_file_size",
+							"Largest file sent to LlamaParse; larger ones fail parse before any upload.",
+							"LlamaParse's documented limit is 512 MB; a plan or service may set a lower one.",
+							&llamaparse_max_file_mb, 512, 1, 512, PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, assign_max_file_mb, NULL);
 	DefineCustomEnumVariable("tvdb.callback_url_rules",
 							 "Which callback URLs tvdb.parse_webhook_url may hold.",
 							 "llamaparse: what LlamaParse accepts (https, a domain name, under 200 characters); "
 							 "local: also http and IP hosts, for test setups against a local fake.",
 							 &tvdb_callback_url_rules, TVDB_CALLBACK_RULES_LLAMAPARSE, callback_rules_options,
 							 PGC_SIGHUP, 0, check_callback_rules, NULL, NULL);
-	DefineCustomRealVariable("tvdb.llamaparse_usd_per_page", "LlamaParse price per page, USD.",
-							 NULL, &tvdb_llamaparse_usd_per_page, 0.003, 0, DBL_MAX,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomRealVariable("tvdb.openai_usd_per_million_tokens", "OpenAI embedding price per million tokens, USD.",
-							 NULL, &tvdb_openai_usd_per_mtok, 0.02, 0, DBL_MAX,
+	DefineCustomRealVariable("tvdb.llamaparse_usd_per_1000_credits", "LlamaParse's price of 1,000 credits, USD.",
+							 "Embedding prices per model and credits per page per mode are in upload_pipeline.embedding_prices and parse_prices.",
+							 &tvdb_llamaparse_usd_per_1000_credits, 1.25, 0, 1e6,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	define_int("tvdb.embedding_batch_inputs", "Most inputs in one embeddings request.",
 			   &tvdb_embedding_batch_inputs, 2048, 1, 2048, PGC_SIGHUP, 0);

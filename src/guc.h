@@ -61,9 +61,10 @@ extern int	tvdb_poll_max_ms;
 extern int	tvdb_lease_seconds;
 extern char *tvdb_parse_webhook_url;
 extern int	tvdb_llamaparse_api;
+extern char *tvdb_parse_locally;
+extern int64 tvdb_llamaparse_max_file_bytes;
 extern char *tvdb_llamaparse_options;
-extern double tvdb_llamaparse_usd_per_page;
-extern double tvdb_openai_usd_per_mtok;
+extern double tvdb_llamaparse_usd_per_1000_credits;
 extern int	tvdb_embedding_batch_inputs;
 extern int	tvdb_embedding_batch_tokens;
 

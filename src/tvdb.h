@@ -102,6 +102,17 @@ extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
 
+/* parse_route.c: which parser reads a document */
+typedef enum
+{
+	TVDB_ROUTE_LLAMAPARSE,
+	TVDB_ROUTE_LOCAL,
+	TVDB_ROUTE_REFUSED
+} TvdbParseRoute;
+extern TvdbParseRoute tvdb_parse_route(const char *filename, const char *mime_type, int64 size_bytes,
+									   char **reason);
+extern char *tvdb_parse_locally_problem(const char *list);
+
 /* llamaparse_options.c: tvdb.llamaparse_options checked against the documented names */
 extern char *tvdb_llamaparse_options_problem(const char *json, int api);
 

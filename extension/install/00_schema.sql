@@ -91,6 +91,7 @@ CREATE TABLE upload_pipeline.document_chunks (
     sha256         text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     heading_path   text[] NOT NULL DEFAULT '{}',
     embedding      real[],
+    model          text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (document_id, chunk_index)
 );

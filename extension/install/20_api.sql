@@ -63,3 +63,9 @@ AS $$
     ORDER BY e.seq
 $$;
 COMMENT ON FUNCTION tvdb.job_history(uuid) IS 'every event of one job, oldest first';
+
+CREATE FUNCTION tvdb.parse_route(filename text, mime_type text, size_bytes bigint,
+                                 OUT route text, OUT reason text)
+    AS 'MODULE_PATHNAME', 'tvdb_parse_route_sql' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION tvdb.parse_route(text, text, bigint) IS
+    'which parser would read such a document now: llamaparse (by extension), local (tvdb.parse_locally), or refused, with the reason';

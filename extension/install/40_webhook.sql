@@ -245,8 +245,7 @@ BEGIN
                                   'sha256:' || encode(sha256(body), 'hex'), NULL);
     IF reply ->> 'result' = 'applied' THEN
         PERFORM tvdb._record_usage('llamaparse', 'webhook_push', job.job_id, NULL, NULL, NULL, pages => pages,
-                                   cost_usd => tvdb._llamaparse_cost(pages, false,
-                                       current_setting('tvdb.llamaparse_usd_per_page')::double precision));
+                                   cost_usd => tvdb._llamaparse_cost(pages, false, NULL, tvdb._parse_mode()));
     END IF;
     RETURN reply;
 END

@@ -7,7 +7,7 @@
 CREATE TABLE upload_pipeline.usage (
     usage_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts            timestamptz NOT NULL DEFAULT now(),
-    service       text NOT NULL CHECK (service IN ('llamaparse', 'openai', 'mock')),
+    service       text NOT NULL CHECK (service IN ('llamaparse', 'openai', 'mock', 'local')),
     operation     text NOT NULL,
     job_id        uuid,
     job_ids       uuid[] NOT NULL DEFAULT '{}',
@@ -18,10 +18,14 @@ CREATE TABLE upload_pipeline.usage (
     inputs        integer,
     prompt_tokens integer,
     cost_usd      numeric NOT NULL DEFAULT 0,
-    error         text
+    error         text,
+    model         text,
+    credits       numeric
 );
 COMMENT ON TABLE upload_pipeline.usage IS
     'the usage ledger: one row per external request (or mock step), with its cost in USD';
+COMMENT ON COLUMN upload_pipeline.usage.model IS 'the embedding model, LlamaParse mode or tier, or builtin / mock';
+COMMENT ON COLUMN upload_pipeline.usage.credits IS 'the LlamaParse credits the service reported for the job, when it did';
 COMMENT ON COLUMN upload_pipeline.usage.job_ids IS 'every job a batched request served (embeddings)';
 COMMENT ON COLUMN upload_pipeline.usage.http_status IS '0 when no HTTP response arrived (timeout, connection refused)';
 CREATE INDEX usage_ts_idx ON upload_pipeline.usage (ts);
@@ -68,14 +72,6 @@ $$;
 CREATE FUNCTION tvdb._parsed_path(document_id uuid, job_id uuid) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT format('storage://parsed/%s/%s.md', document_id, job_id) $$;
-
--- What a request costs, one formula per service.
-CREATE FUNCTION tvdb._llamaparse_cost(pages integer, cache_hit boolean, usd_per_page double precision)
-    RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (CASE WHEN cache_hit THEN 0 ELSE coalesce(pages, 0) * usd_per_page END)::numeric $$;
-CREATE FUNCTION tvdb._openai_cost(prompt_tokens integer, usd_per_mtok double precision)
-    RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (coalesce(prompt_tokens, 0) * usd_per_mtok / 1e6)::numeric $$;
 
 -- Give a job back: after a transient failure it is retried no sooner than
 -- retry_in, and a warning event says why.
@@ -155,14 +151,15 @@ CREATE FUNCTION tvdb._record_usage(service text, operation text, job_id uuid, jo
                                    http_status integer, latency_ms double precision,
                                    pages integer DEFAULT NULL, cache_hit boolean DEFAULT NULL,
                                    inputs integer DEFAULT NULL, prompt_tokens integer DEFAULT NULL,
-                                   cost_usd numeric DEFAULT 0, error text DEFAULT NULL)
+                                   cost_usd numeric DEFAULT 0, error text DEFAULT NULL,
+                                   model text DEFAULT NULL)
     RETURNS void LANGUAGE plpgsql
 AS $$
 BEGIN
     INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, http_status, latency_ms,
-                                       pages, cache_hit, inputs, prompt_tokens, cost_usd, error)
+                                       pages, cache_hit, inputs, prompt_tokens, cost_usd, error, model)
     VALUES (service, operation, job_id, coalesce(job_ids, '{}'), http_status, latency_ms,
-            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error);
+            pages, cache_hit, inputs, prompt_tokens, coalesce(cost_usd, 0), error, model);
 END
 $$;
 
@@ -245,7 +242,7 @@ REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FRO
 REVOKE ALL ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
-                                          integer, boolean, integer, integer, numeric, text) FROM PUBLIC;
+                                          integer, boolean, integer, integer, numeric, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._finish_embeddings(uuid[], text) FROM PUBLIC;
@@ -253,5 +250,3 @@ REVOKE ALL ON FUNCTION tvdb._next_due_ms() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) FROM PUBLIC;
 COMMENT ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) IS 'internal (worker): give back, or after repeated failures fail, a job whose work could not be recorded';
 COMMENT ON FUNCTION tvdb._parsed_path(uuid, uuid) IS 'internal: where a job''s parsed markdown is stored';
-COMMENT ON FUNCTION tvdb._llamaparse_cost(integer, boolean, double precision) IS 'internal (worker): the cost of a LlamaParse result';
-COMMENT ON FUNCTION tvdb._openai_cost(integer, double precision) IS 'internal (worker): the cost of an OpenAI embeddings request';

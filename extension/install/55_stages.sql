@@ -234,16 +234,15 @@ $$;
 -- GET /api/v1/parsing/job/{id}/result/markdown answered.
 CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, body text,
                                     latency_ms double precision, failure text,
-                                    retry_after_ms bigint, usd_per_page double precision,
-                                    poll_min_ms integer, answer_class text DEFAULT NULL)
+                                    retry_after_ms bigint, poll_min_ms integer,
+                                    answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
     j jsonb := tvdb._json_or_null(body);
 BEGIN
     IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' THEN
-        RETURN CASE WHEN tvdb._parse_fetched_all(owner, ARRAY[job], ARRAY[j], ARRAY[latency_ms],
-                                                 usd_per_page) = 1
+        RETURN CASE WHEN tvdb._parse_fetched_all(owner, ARRAY[job], ARRAY[j], ARRAY[latency_ms]) = 1
                     THEN 'done' ELSE 'lost' END;
     END IF;
     IF http_status = 404 THEN
@@ -277,7 +276,7 @@ $$;
 -- cache hit and cost, and the markdown stored for the jobs still ours (a
 -- webhook may have parsed the others).  The number of jobs moved to parsed.
 CREATE FUNCTION tvdb._parse_fetched_all(owner text, jobs uuid[], answers jsonb[],
-                                        latencies double precision[], usd_per_page double precision)
+                                        latencies double precision[])
     RETURNS integer LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -289,14 +288,16 @@ BEGIN
                CASE WHEN jsonb_typeof(v.j -> 'job_metadata' -> 'job_pages') = 'number'
                     THEN (v.j -> 'job_metadata' ->> 'job_pages')::numeric::integer END AS pages,
                CASE WHEN jsonb_typeof(v.j -> 'job_metadata' -> 'job_is_cache_hit') = 'boolean'
-                    THEN (v.j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END AS hit
+                    THEN (v.j -> 'job_metadata' ->> 'job_is_cache_hit')::boolean END AS hit,
+               CASE WHEN jsonb_typeof(v.j -> 'job_metadata' -> 'job_credits_usage') = 'number'
+                    THEN (v.j -> 'job_metadata' ->> 'job_credits_usage')::numeric END AS credits
         FROM unnest(jobs, answers, latencies) WITH ORDINALITY AS v(job, j, latency, i)
     ), ledger AS (
         INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms,
-                                           pages, cache_hit, cost_usd)
-        SELECT 'llamaparse', 'result', m.job, 200, m.latency, m.pages, m.hit,
-               tvdb._llamaparse_cost(m.pages, m.hit, usd_per_page)
-        FROM m
+                                           pages, cache_hit, credits, model, cost_usd)
+        SELECT 'llamaparse', 'result', m.job, 200, m.latency, m.pages, m.hit, m.credits, mode,
+               tvdb._llamaparse_cost(m.pages, m.hit, m.credits, mode)
+        FROM m, tvdb._parse_mode() AS mode
     )
     SELECT array_agg(m.j ->> 'markdown' ORDER BY m.i),
            array_agg(jsonb_strip_nulls(jsonb_build_object('via', 'poll', 'pages', m.pages,
@@ -311,7 +312,7 @@ $$;
 CREATE FUNCTION tvdb._embeddings_received(owner text, jobs uuid[], documents uuid[], chunks integer[],
                                           http_status integer, body text, latency_ms double precision,
                                           failure text, retry_after_ms bigint, dims integer,
-                                          usd_per_mtok double precision, answer_class text DEFAULT NULL)
+                                          model text, answer_class text DEFAULT NULL)
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -329,9 +330,10 @@ BEGIN
         IF bad IS NULL THEN
             PERFORM tvdb._record_usage('openai', 'embeddings', NULL, all_jobs, http_status, latency_ms,
                                        inputs => cardinality(jobs), prompt_tokens => tokens,
-                                       cost_usd => tvdb._openai_cost(tokens, usd_per_mtok));
+                                       cost_usd => tvdb._openai_cost(tokens, model), model => model);
             UPDATE upload_pipeline.document_chunks c
-            SET embedding = ARRAY(SELECT x::real FROM jsonb_array_elements_text(d.value -> 'embedding') x)
+            SET embedding = ARRAY(SELECT x::real FROM jsonb_array_elements_text(d.value -> 'embedding') x),
+                model = _embeddings_received.model
             FROM jsonb_array_elements(j -> 'data') d,
                  LATERAL (SELECT (d.value ->> 'index')::integer + 1 AS i) ix
             WHERE c.document_id = documents[ix.i] AND c.chunk_index = chunks[ix.i]
@@ -407,21 +409,21 @@ COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, 
 COMMENT ON FUNCTION tvdb._answer_class(integer, text, boolean) IS 'internal (worker): what kind of answer a service gave (success, rate_limited, quota, auth, invalid, server_error, no_answer)';
 COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
-COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, double precision, text) IS 'internal (worker): record an embeddings answer for a batch of chunks';
+COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, text, text) IS 'internal (worker): record an embeddings answer for a batch of chunks';
 COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';
 COMMENT ON FUNCTION tvdb._finish_embeddings(uuid[], text) IS 'internal (worker): complete the jobs whose chunks all have their vectors';
 COMMENT ON FUNCTION tvdb._llamaparse_running(text) IS 'internal (worker): LlamaParse statuses of a parse still under way';
 COMMENT ON FUNCTION tvdb._embeddings_problem(text, integer, integer) IS 'internal (worker): what is wrong with an embeddings answer, NULL if nothing';
 COMMENT ON FUNCTION tvdb._json_or_null(text) IS 'internal (worker): parse JSON, NULL if it is not';
 COMMENT ON FUNCTION tvdb._next_due_ms() IS 'internal (worker): milliseconds until some job is due, NULL if none';
-COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, double precision, integer, text) IS 'internal (worker): record a LlamaParse result fetch';
+COMMENT ON FUNCTION tvdb._parse_fetched(uuid, text, integer, text, double precision, text, bigint, integer, text) IS 'internal (worker): record a LlamaParse result fetch';
 COMMENT ON FUNCTION tvdb._parse_refused(uuid, text, text, text, integer, text, text, double precision, bigint, text, text) IS 'internal (worker): record and retry or fail an unusable LlamaParse answer';
 COMMENT ON FUNCTION tvdb._parse_polled(uuid, text, integer, text, double precision, text, bigint, integer, integer, text) IS 'internal (worker): record a LlamaParse job poll';
 COMMENT ON FUNCTION tvdb._parse_submitted_all(text, uuid[], text[], double precision[], integer) IS 'internal (worker): record many accepted LlamaParse uploads at once';
 COMMENT ON FUNCTION tvdb._parse_polled_all(text, uuid[], double precision[], integer, integer) IS 'internal (worker): record many LlamaParse polls that found the job still running';
-COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], jsonb[], double precision[], double precision) IS 'internal (worker): store many fetched LlamaParse results at once';
+COMMENT ON FUNCTION tvdb._parse_fetched_all(text, uuid[], jsonb[], double precision[]) IS 'internal (worker): store many fetched LlamaParse results at once';
 COMMENT ON FUNCTION tvdb._parse_submitted(uuid, text, integer, text, double precision, text, bigint, integer, text) IS 'internal (worker): record a LlamaParse upload';
-COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text) IS 'internal (worker): one usage ledger row';
+COMMENT ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision, integer, boolean, integer, integer, numeric, text, text) IS 'internal (worker): one usage ledger row';
 COMMENT ON FUNCTION tvdb._release(uuid, text, interval, text, text) IS 'internal (worker): give a leased job back, with a retry delay and warning event';
 COMMENT ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) IS 'internal (worker): store parsed markdown and move parse_queued -> parsed';
 COMMENT ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) IS 'internal (worker): store the parsed markdown of a batch of jobs and move them to parsed';

@@ -195,7 +195,23 @@ add_v1_options(TvdbHttp *req, Jsonb *options)
 	}
 }
 
+/* A document no parser reads fails parse at once, permanently, with the reason. */
+static void
+refuse(const char *job, const char *owner, const char *reason)
+{
+	static const Oid types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {DirectFunctionCall1(uuid_in, CStringGetDatum(job)), CStringGetTextDatum(owner),
+	CStringGetTextDatum(reason)};
+
+	tvdb_spi_run("SELECT tvdb._advance($1, $2, 'uploaded', 'failed_parse', "
+				 "jsonb_build_object('error', $3::text, 'class', 'permanent'))",
+				 3, types, values, NULL, SPI_OK_SELECT);
+}
+
 /*
+ * Each claimed document goes where tvdb_parse_route says: the built-in
+ * parser, LlamaParse, or nowhere (failed at once).
+ *
  * LlamaParse takes the file and its documented options only (unknown fields
  * are refused), so the link between its job and ours is kept in the
  * database, and the callback URL names our job with a token (callback.c).
@@ -212,7 +228,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 	bool		callbacks = tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules) == NULL;
 	uint64		rows;
 
-	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content "
+	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content, d.size_bytes "
 						"FROM tvdb._claim('uploaded', $1, $2, $3) AS c(id) "
 						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
 						"JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
@@ -220,12 +236,28 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 						3, types, values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < rows; i++)
 	{
-		TvdbWork   *w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
+		TvdbWork   *w;
 		bool		isnull;
-		bytea	   *content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
+		bytea	   *content;
 		char	   *callback;
+		char	   *reason;
 		MemoryContext old;
 
+		switch (tvdb_parse_route(tvdb_spi_text(i, 2), tvdb_spi_text(i, 3),
+								 DatumGetInt64(tvdb_spi_datum(i, 5, &isnull)), &reason))
+		{
+			case TVDB_ROUTE_LOCAL:
+				/* the built-in parser's work is small: done here, in the claim's transaction */
+				tvdb_parse_builtin(tvdb_spi_text(i, 1), owner, "local");
+				continue;
+			case TVDB_ROUTE_REFUSED:
+				refuse(tvdb_spi_text(i, 1), owner, reason);
+				continue;
+			case TVDB_ROUTE_LLAMAPARSE:
+				break;
+		}
+		w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
+		content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
 		w->req = new_request(w, "/api/v1/parsing/upload");
 		old = MemoryContextSwitchTo(w->cxt);
@@ -403,23 +435,22 @@ fetch_deferrable(TvdbWork *w)
 static void
 fetch_record_all(List *works)
 {
-	static const Oid types[5] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, FLOAT8OID};
-	Datum		values[5];
+	static const Oid types[4] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum		values[4];
 
 	batch_args(works, &values[0], &values[1], &values[3]);
 	values[2] = texts_of(works);
-	values[4] = Float8GetDatum(tvdb_llamaparse_usd_per_page);
-	tvdb_spi_run("SELECT tvdb._parse_fetched_all($1, $2, $3::jsonb[], $4, $5)", 5, types, values, NULL,
+	tvdb_spi_run("SELECT tvdb._parse_fetched_all($1, $2, $3::jsonb[], $4)", 4, types, values, NULL,
 				 SPI_OK_SELECT);
 }
 
 static void
 fetch_record(TvdbWork *w)
 {
-	static const Oid extra_types[2] = {FLOAT8OID, INT4OID};
-	Datum		extra[2] = {Float8GetDatum(tvdb_llamaparse_usd_per_page), Int32GetDatum(tvdb_poll_min_ms)};
+	static const Oid extra_types[1] = {INT4OID};
+	Datum		extra[1] = {Int32GetDatum(tvdb_poll_min_ms)};
 
-	record_one(w, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 2, extra_types, extra);
+	record_one(w, "SELECT tvdb._parse_fetched($1, $2, $3, $4, $5, $6, $7, $8, $9)", 1, extra_types, extra);
 }
 
 const TvdbStage tvdb_stage_fetch = {

@@ -205,22 +205,28 @@ mock_parse_claim(const char *owner, int n, MemoryContext cxt)
 	return tvdb_lease(&tvdb_stage_mock_parse, owner, n, cxt);
 }
 
-static void
-mock_parse_one(TvdbWork *w)
+/*
+ * Parse a leased job in uploaded with the built-in parser: uploaded ->
+ * parse_queued -> parsed, with one ledger row for service ("mock" in mock
+ * mode, "local" for what tvdb.parse_locally routes here), costing nothing.
+ * A document it cannot read fails parse with the reason.
+ */
+void
+tvdb_parse_builtin(const char *job, const char *owner, const char *service)
 {
-	static const Oid types[3] = {UUIDOID, TEXTOID, TEXTOID};
-	Datum		values[3] = {DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[0])),
-	CStringGetTextDatum(w->owner), (Datum) 0};
+	static const Oid types[4] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4] = {DirectFunctionCall1(uuid_in, CStringGetDatum(job)),
+	CStringGetTextDatum(owner), (Datum) 0, CStringGetTextDatum(service)};
 	bool		isnull;
 	bytea	   *content;
 	char	   *mime_type;
 	char	   *md;
 
-	tvdb_spi_run("UPDATE upload_pipeline.upload_jobs SET parse_job_id = 'mock-' || job_id "
-				 "WHERE job_id = $1 AND lease_owner = $2 AND status = 'uploaded'", 2, types, values, NULL,
+	tvdb_spi_run("UPDATE upload_pipeline.upload_jobs SET parse_job_id = $4 || '-' || job_id "
+				 "WHERE job_id = $1 AND lease_owner = $2 AND status = 'uploaded'", 4, types, values, NULL,
 				 SPI_OK_UPDATE);
 	tvdb_spi_run("SELECT tvdb._advance($1, $2, 'uploaded', 'parse_queued', "
-				 "jsonb_build_object('parse_job_id', 'mock-' || $1::text), true)", 2, types, values, NULL,
+				 "jsonb_build_object('parse_job_id', $4 || '-' || $1::text), true)", 4, types, values, NULL,
 				 SPI_OK_SELECT);
 	if (tvdb_spi_run("SELECT b.content, d.filename, d.mime_type FROM upload_pipeline.upload_jobs j "
 					 "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
@@ -233,19 +239,20 @@ mock_parse_one(TvdbWork *w)
 	md = tvdb_mock_markdown(tvdb_spi_text(0, 2), mime_type, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
 	if (md == NULL)
 	{
-		values[2] = CStringGetTextDatum(psprintf("the mock parser reads text, markdown and HTML, not %s",
-												 mime_type));
-		tvdb_spi_run("SELECT tvdb._record_usage('mock', 'parse', $1, NULL, 415, 0, error => $3::text)",
-					 3, types, values, NULL, SPI_OK_SELECT);
-		tvdb_spi_run("SELECT tvdb._advance($1, $2, 'parse_queued', 'failed_parse', jsonb_build_object('error', $3::text))",
+		values[2] = CStringGetTextDatum(psprintf("the built-in parser reads UTF-8 text, markdown and HTML; "
+												 "this %s document is not that", mime_type));
+		tvdb_spi_run("SELECT tvdb._record_usage($4, 'parse', $1, NULL, 415, 0, error => $3::text)",
+					 4, types, values, NULL, SPI_OK_SELECT);
+		tvdb_spi_run("SELECT tvdb._advance($1, $2, 'parse_queued', 'failed_parse', "
+					 "jsonb_build_object('error', $3::text, 'class', 'permanent'))",
 					 3, types, values, NULL, SPI_OK_SELECT);
 		return;
 	}
 	values[2] = CStringGetTextDatum(md);
-	tvdb_spi_run("SELECT tvdb._record_usage('mock', 'parse', $1, NULL, 200, 0, pages => 1)", 1, types, values,
+	tvdb_spi_run("SELECT tvdb._record_usage($4, 'parse', $1, NULL, 200, 0, pages => 1)", 4, types, values,
 				 NULL, SPI_OK_SELECT);
-	tvdb_spi_run("SELECT tvdb._store_parsed($1, $2, $3, '{\"via\": \"mock\"}')", 3, types, values, NULL,
-				 SPI_OK_SELECT);
+	tvdb_spi_run("SELECT tvdb._store_parsed($1, $2, $3, jsonb_build_object('via', $4::text))", 4, types, values,
+				 NULL, SPI_OK_SELECT);
 }
 
 static void
@@ -254,7 +261,7 @@ mock_parse_run(List *works)
 	ListCell   *lc;
 
 	foreach(lc, works)
-		mock_parse_one(lfirst(lc));
+		tvdb_parse_builtin(((TvdbWork *) lfirst(lc))->jobs[0], ((TvdbWork *) lfirst(lc))->owner, "mock");
 }
 
 const TvdbStage tvdb_stage_mock_parse = {

@@ -9,6 +9,7 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
@@ -233,13 +234,13 @@ finish_empty(const char *owner)
  */
 static void
 store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int http_status,
-			  double latency_ms, long prompt_tokens, double usd_per_mtok)
+			  double latency_ms, long prompt_tokens, const char *model)
 {
-	static const Oid types[5] = {FLOAT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4OID};
-	static const Oid utypes[7] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, FLOAT8OID, TEXTOID};
+	static const Oid types[6] = {FLOAT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4OID, TEXTOID};
+	static const Oid utypes[7] = {UUIDARRAYOID, INT4OID, FLOAT8OID, INT4OID, INT4OID, TEXTOID, TEXTOID};
 	static const Oid ftypes[2] = {UUIDARRAYOID, TEXTOID};
 	Batch	   *b = w->data;
-	Datum		values[5];
+	Datum		values[6];
 	Datum	   *elems = palloc_extended(sizeof(Datum) * (Size) b->n * dims, MCXT_ALLOC_HUGE);
 	Datum	   *idx = palloc(sizeof(Datum) * Max(b->n, 1));
 	Datum		uvalues[7];
@@ -257,10 +258,12 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 	values[2] = PointerGetDatum(construct_array(idx, b->n, INT4OID, 4, true, TYPALIGN_INT));
 	values[3] = tvdb_uuid_array(b->jobs, b->n);
 	values[4] = Int32GetDatum(dims);
-	tvdb_spi_run("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5] "
+	values[5] = CStringGetTextDatum(model);
+	tvdb_spi_run("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5], "
+				 "model = $6 "
 				 "FROM unnest($2, $3, $4) WITH ORDINALITY AS v(doc, idx, job, i) "
 				 "WHERE c.document_id = v.doc AND c.chunk_index = v.idx AND c.job_id = v.job",
-				 5, types, values, NULL, SPI_OK_UPDATE);
+				 6, types, values, NULL, SPI_OK_UPDATE);
 	pfree(DatumGetPointer(values[0]));
 	pfree(elems);
 	uvalues[0] = tvdb_job_ids(w);
@@ -269,10 +272,10 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 	uvalues[3] = Int32GetDatum(b->n);
 	uvalues[4] = Int32GetDatum((int32) prompt_tokens);
 	unulls[4] = prompt_tokens >= 0 ? ' ' : 'n';
-	uvalues[5] = Float8GetDatum(usd_per_mtok);
+	uvalues[5] = CStringGetTextDatum(model);
 	uvalues[6] = CStringGetTextDatum(service);
 	tvdb_spi_run("SELECT tvdb._record_usage($7, 'embeddings', NULL, $1, $2, $3, "
-				 "inputs => $4, prompt_tokens => $5, cost_usd => tvdb._openai_cost($5, $6))",
+				 "inputs => $4, prompt_tokens => $5, cost_usd => tvdb._openai_cost($5, $6), model => $6)",
 				 7, utypes, uvalues, unulls, SPI_OK_SELECT);
 	uvalues[1] = CStringGetTextDatum(w->owner);
 	tvdb_spi_run("SELECT tvdb._finish_embeddings($1, $2)", 2, ftypes, uvalues, NULL, SPI_OK_SELECT);
@@ -304,12 +307,43 @@ start_request(TvdbWork *w)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Is the model in use priced?  Nothing is spent on one whose cost the ledger
+ * cannot know: its jobs wait in embedding_queued, and the log says why (at
+ * most once a minute).
+ */
+static bool
+model_priced(void)
+{
+	static TimestampTz warned = 0;
+	static const Oid types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(tvdb_embedding_model)};
+
+	if (tvdb_spi_run("SELECT 1 FROM upload_pipeline.embedding_prices WHERE model = $1",
+					 1, types, values, NULL, SPI_OK_SELECT) == 1)
+		return true;
+	if (TimestampDifferenceExceeds(warned, GetCurrentTimestamp(), 60 * 1000))
+	{
+		warned = GetCurrentTimestamp();
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tvdb embeds nothing: embedding model \"%s\" has no price", tvdb_embedding_model),
+				 errhint("INSERT INTO upload_pipeline.embedding_prices (model, usd_per_million_tokens) VALUES ('%s', <price>);",
+						 tvdb_embedding_model)));
+	}
+	return false;
+}
+
 static List *
 embed_claim(const char *owner, int n, MemoryContext cxt)
 {
-	Datum		jobs = take_jobs(owner, n);
+	Datum		jobs;
 	List	   *works = NIL;
 	ListCell   *lc;
+
+	if (!model_priced())
+		return NIL;
+	jobs = take_jobs(owner, n);
 
 	if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(jobs)), ARR_DIMS(DatumGetArrayTypeP(jobs))) > 0)
 		works = batches(&tvdb_stage_embed, owner, jobs, cxt);
@@ -339,8 +373,8 @@ record_error(TvdbWork *w)
 	tvdb_answer_args(w->req, types + 4, values + 4, nulls + 4);
 	types[9] = INT4OID;
 	values[9] = Int32GetDatum(tvdb_model_dimensions());
-	types[10] = FLOAT8OID;
-	values[10] = Float8GetDatum(tvdb_openai_usd_per_mtok);
+	types[10] = TEXTOID;
+	values[10] = CStringGetTextDatum(tvdb_embedding_model);
 	types[11] = TEXTOID;
 	values[11] = w->answer_kind ? CStringGetTextDatum(w->answer_kind) : (Datum) 0;
 	nulls[11] = w->answer_kind ? ' ' : 'n';
@@ -393,7 +427,7 @@ embed_record(TvdbWork *w)
 		if (e.error == NULL)
 		{
 			store_vectors(w, e.vectors, e.dims, "openai", (int) w->req->status, w->req->latency_ms,
-						  e.prompt_tokens, tvdb_openai_usd_per_mtok);
+						  e.prompt_tokens, tvdb_embedding_model);
 			return;
 		}
 	}
@@ -472,7 +506,7 @@ mock_embed_run(List *works)
 			vectors[i] = palloc(sizeof(float) * dims);
 			tvdb_mock_embed(batch->texts[i], strlen(batch->texts[i]), vectors[i], dims);
 		}
-		store_vectors(b, vectors, dims, "mock", 200, 0, -1, 0);
+		store_vectors(b, vectors, dims, "mock", 200, 0, -1, "mock");
 		MemoryContextDelete(b->cxt);
 	}
 	finish_empty(owner);

@@ -47,5 +47,6 @@ extern void tvdb_read_embeddings(const char *body, size_t len, TvdbEmbeddings *e
 extern char *tvdb_mock_markdown(const char *filename, const char *mime_type,
 								const char *data, size_t len);
 extern void tvdb_mock_embed(const char *text, size_t len, float *out, int dims);
+extern void tvdb_parse_builtin(const char *job, const char *owner, const char *service);
 
 #endif							/* TVDB_STAGES_H */
