@@ -312,3 +312,33 @@ WHERE filename IN ('u1.pdf', 'u2.pdf', 'u3.pdf', 'u4.pdf', 'u5.pdf', 'p1.pdf', '
                    'p-ERROR', 'p-CANCELLED', 'p-CANCELED', 'p-PARTIAL_SUCCESS', 'e1.md', 'e2.md',
                    'b1.md', 'b2.md', 'b3.md', 'm1.pdf', 'm2.pdf', 'm3.pdf', 's1.md', 's2.md',
                    'h1.pdf', 'h2.pdf', 'p404.pdf', 'k1.pdf', 'k2.pdf', 'q1.md', 'q2.md', 'x1.pdf');
+
+-- LlamaParse v2 answers (GET /api/v2/parse/{id}), as the official client
+-- reads them: PENDING and RUNNING wait, COMPLETED is fetched, FAILED and
+-- CANCELLED fail with the service's message.
+CREATE TEMP TABLE polled_v2 AS
+SELECT s AS service_status, j,
+       tvdb._parse_polled(j, 'regress', 200,
+         jsonb_build_object('job', jsonb_build_object('id', 'pj2-' || s, 'project_id', 'p', 'status', s,
+                                                      'error_message', CASE WHEN s IN ('FAILED', 'CANCELLED') THEN 'the PDF is encrypted' END,
+                                                      'name', 'v2.pdf', 'tier', 'cost_effective'))::text,
+         3, NULL, NULL, 1000, 30000) AS outcome
+FROM unnest(ARRAY['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED']) AS s,
+     LATERAL pg_temp.leased_job('v2-' || s, 'parse_queued') AS j;
+SELECT service_status, outcome, regexp_replace(pg_temp.state(j), 'waits [0-9]+ s', 'waits') AS state
+FROM polled_v2 ORDER BY service_status;
+-- The result (expand=markdown,job_metadata): pages joined in order; a page
+-- the service could not read is left out and named in a warning event.
+SELECT j AS v2done FROM polled_v2 WHERE service_status = 'COMPLETED' \gset
+SELECT tvdb._parse_fetched(:'v2done', 'regress', 200,
+         '{"job": {"id": "pj2-COMPLETED", "status": "COMPLETED"},
+           "markdown": {"pages": [{"page_number": 2, "success": true, "markdown": "Page two."},
+                                  {"page_number": 3, "success": false, "error": "OCR timed out"},
+                                  {"page_number": 1, "success": true, "markdown": "# Title"}]},
+           "job_metadata": {"job_is_cache_hit": false}}',
+         9, NULL, NULL, 1000) AS outcome;
+SELECT j.status, convert_from(b.content, 'UTF8') AS markdown
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.blobs b ON b.path = j.parsed_path WHERE j.job_id = :'v2done';
+SELECT code, severity, payload ->> 'error' AS error FROM upload_pipeline.events
+WHERE job_id = :'v2done' AND code = 'parse_partial_success';
+SELECT operation, pages, cache_hit, model FROM upload_pipeline.usage WHERE job_id = :'v2done' AND operation = 'result';

@@ -135,6 +135,34 @@ END
 $$;
 
 -- GET /api/v1/parsing/job/{id} answered: 'fetch' when the result is ready.
+-- LlamaParse v2 answers in the v1 shape the functions below read.  A job
+-- ({"job": {id, status, error_message}, ...}): its fields, COMPLETED read as
+-- SUCCESS (FAILED and CANCELLED fail as v1's ERROR does).  A result (expand=markdown,job_metadata):
+-- the successful pages' markdown joined in page order, their count as
+-- job_pages, and the failed pages (a partial parse) under failed_pages.
+CREATE FUNCTION tvdb._llamaparse_v1_shape(j jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(j -> 'job') IS DISTINCT FROM 'object' THEN j
+        WHEN jsonb_typeof(j -> 'markdown' -> 'pages') = 'array' THEN
+            jsonb_strip_nulls(jsonb_build_object(
+                'markdown', (SELECT coalesce(string_agg(p ->> 'markdown', E'\n\n' ORDER BY (p ->> 'page_number')::numeric), '')
+                             FROM jsonb_array_elements(j -> 'markdown' -> 'pages') p
+                             WHERE (p ->> 'success')::boolean IS NOT false AND jsonb_typeof(p -> 'markdown') = 'string'),
+                'job_metadata', CASE WHEN jsonb_typeof(j -> 'job_metadata') = 'object' THEN j -> 'job_metadata' ELSE '{}' END
+                                || jsonb_build_object('job_pages', jsonb_array_length(j -> 'markdown' -> 'pages')),
+                'failed_pages', (SELECT jsonb_agg(jsonb_build_object('page_number', p -> 'page_number', 'error', p -> 'error')
+                                                  ORDER BY (p ->> 'page_number')::numeric)
+                                 FROM jsonb_array_elements(j -> 'markdown' -> 'pages') p
+                                 WHERE (p ->> 'success')::boolean IS false)))
+        ELSE (j -> 'job') || jsonb_build_object('status',
+                 CASE upper(j -> 'job' ->> 'status') WHEN 'COMPLETED' THEN 'SUCCESS' ELSE j -> 'job' ->> 'status' END)
+    END
+$$;
+COMMENT ON FUNCTION tvdb._llamaparse_v1_shape(jsonb) IS 'internal (worker): a LlamaParse v2 answer in the v1 shape';
+
 CREATE FUNCTION tvdb._parse_polled(job uuid, owner text, http_status integer, body text,
                                    latency_ms double precision, failure text,
                                    retry_after_ms bigint, poll_min_ms integer, poll_max_ms integer,
@@ -142,7 +170,7 @@ CREATE FUNCTION tvdb._parse_polled(job uuid, owner text, http_status integer, bo
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
-    j jsonb := tvdb._json_or_null(body);
+    j jsonb := tvdb._llamaparse_v1_shape(tvdb._json_or_null(body));
     state text := upper(j ->> 'status');
     msg text;
 BEGIN
@@ -239,8 +267,20 @@ CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, b
     RETURNS text LANGUAGE plpgsql
 AS $$
 DECLARE
-    j jsonb := tvdb._json_or_null(body);
+    j jsonb := tvdb._llamaparse_v1_shape(tvdb._json_or_null(body));
 BEGIN
+    IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' AND j ? 'failed_pages' THEN
+        -- v2's partial parse: used, with what the service said of the pages it could not read
+        INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
+        SELECT u.job_id, u.document_id, 'stage_error', 'warn', 'parse_partial_success',
+               jsonb_build_object('error', 'LlamaParse could not parse ' || jsonb_array_length(j -> 'failed_pages')
+                                           || ' page(s): ' || (SELECT string_agg(format('page %s: %s', f ->> 'page_number', f ->> 'error'), '; ')
+                                                              FROM jsonb_array_elements(j -> 'failed_pages') f),
+                                  'failed_pages', j -> 'failed_pages'),
+               u.correlation_id
+        FROM upload_pipeline.upload_jobs u
+        WHERE u.job_id = job AND u.lease_owner = owner AND u.status = 'parse_queued';
+    END IF;
     IF http_status = 200 AND jsonb_typeof(j -> 'markdown') = 'string' THEN
         RETURN CASE WHEN tvdb._parse_fetched_all(owner, ARRAY[job], ARRAY[j], ARRAY[latency_ms]) = 1
                     THEN 'done' ELSE 'lost' END;

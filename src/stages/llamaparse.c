@@ -10,12 +10,16 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(tvdb_llamaparse_running);
+
+/* Which API the requests speak (tvdb.llamaparse_api): paths and shapes differ. */
+#define V2 (tvdb_llamaparse_api == TVDB_LLAMAPARSE_V2)
 
 /* The job statuses LlamaParse answers while a parse is still under way. */
 static const char *const running_words[] = {"PENDING", "RUNNING", "IN_PROGRESS"};
@@ -208,6 +212,41 @@ refuse(const char *job, const char *owner, const char *reason)
 				 3, types, values, NULL, SPI_OK_SELECT);
 }
 
+/* The v2 configuration without a callback: the options over tvdb's defaults (tier and version are required). */
+static char *
+v2_base_configuration(void)
+{
+	if (tvdb_spi_run("SELECT (jsonb_build_object('tier', 'cost_effective', 'version', 'latest') "
+					 "        || coalesce(nullif(current_setting('tvdb.llamaparse_options'), ''), '{}')::jsonb)::text",
+					 0, NULL, NULL, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "could not build the LlamaParse v2 configuration");
+	return tvdb_spi_text(0, 1);
+}
+
+/*
+ * A job's v2 configuration: the base, and when callbacks are on, LlamaCloud
+ * events for the finished parse to its callback URL (v2 sends events, not
+ * the v1 push; pending and running would only be noise).
+ */
+static char *
+v2_configuration(const char *base, const char *callback)
+{
+	StringInfoData buf;
+
+	if (callback == NULL)
+		return pstrdup(base);
+	initStringInfo(&buf);
+	/* base is a jsonb object's text: "{}" or "{...}" */
+	appendBinaryStringInfo(&buf, base, strlen(base) - 1);
+	if (strcmp(base, "{}") != 0)
+		appendStringInfoString(&buf, ", ");
+	appendStringInfoString(&buf, "\"webhook_configurations\": [{\"webhook_url\": ");
+	escape_json(&buf, callback);
+	appendStringInfoString(&buf, ", \"webhook_events\": [\"parse.success\", \"parse.partial_success\", "
+						   "\"parse.error\", \"parse.cancelled\"]}]}");
+	return buf.data;
+}
+
 /*
  * Each claimed document goes where tvdb_parse_route says: the built-in
  * parser, LlamaParse, or nowhere (failed at once).
@@ -226,6 +265,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 	Jsonb	   *options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 															 CStringGetDatum(tvdb_llamaparse_options)));
 	bool		callbacks = tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules) == NULL;
+	char	   *v2_base = V2 ? v2_base_configuration() : NULL;
 	uint64		rows;
 
 	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content, d.size_bytes "
@@ -259,14 +299,19 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 		w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
 		content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
-		w->req = new_request(w, "/api/v1/parsing/upload");
+		w->req = new_request(w, V2 ? "/api/v2/parse/upload" : "/api/v1/parsing/upload");
 		old = MemoryContextSwitchTo(w->cxt);
 		tvdb_http_form_file(w->req, "file", tvdb_spi_text(i, 2), tvdb_spi_text(i, 3),
 							VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-		add_v1_options(w->req, options);
 		callback = callbacks ? tvdb_callback_url(w->jobs[0]) : NULL;
-		if (callback != NULL)
-			tvdb_http_form_field(w->req, "webhook_url", callback);
+		if (V2)
+			tvdb_http_form_field(w->req, "configuration", v2_configuration(v2_base, callback));
+		else
+		{
+			add_v1_options(w->req, options);
+			if (callback != NULL)
+				tvdb_http_form_field(w->req, "webhook_url", callback);
+		}
 		MemoryContextSwitchTo(old);
 		works = tvdb_work_append(works, w, cxt);
 	}
@@ -358,7 +403,8 @@ poll_claim(const char *owner, int n, MemoryContext cxt)
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
 		w->parse_job_id = pid ? MemoryContextStrdup(w->cxt, pid) : NULL;
 		/* the id comes from the service: escaped, it cannot leave its path segment */
-		w->req = new_request(w, psprintf("/api/v1/parsing/job/%s", tvdb_http_escape(pid ? pid : "")));
+		w->req = new_request(w, psprintf(V2 ? "/api/v2/parse/%s" : "/api/v1/parsing/job/%s",
+										 tvdb_http_escape(pid ? pid : "")));
 		works = tvdb_work_append(works, w, cxt);
 	}
 	return works;
@@ -368,7 +414,7 @@ poll_claim(const char *owner, int n, MemoryContext cxt)
 static bool
 poll_deferrable(TvdbWork *w)
 {
-	char	   *state = answer_field(w, "status");
+	char	   *state = answer_field(w, V2 ? "job.status" : "status");
 
 	return state != NULL && is_running(state);
 }
@@ -418,7 +464,9 @@ const TvdbStage tvdb_stage_poll = {
 static void
 fetch_request(TvdbWork *w)
 {
-	w->req = new_request(w, psprintf("/api/v1/parsing/job/%s/result/markdown",
+	/* v2: the pages' markdown and the job's metadata, asked for as the official client does */
+	w->req = new_request(w, psprintf(V2 ? "/api/v2/parse/%s?expand=markdown&expand=job_metadata"
+									 : "/api/v1/parsing/job/%s/result/markdown",
 									  tvdb_http_escape(w->parse_job_id)));
 }
 
@@ -426,7 +474,8 @@ fetch_request(TvdbWork *w)
 static bool
 fetch_deferrable(TvdbWork *w)
 {
-	if (answer_field(w, "markdown") == NULL)
+	/* v2 results are put together page by page in SQL, one at a time */
+	if (V2 || answer_field(w, "markdown") == NULL)
 		return false;
 	w->data = w->req->body;
 	return true;
