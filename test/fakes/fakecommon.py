@@ -20,9 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Knobs:
     """Thread-safe named settings with typed defaults, changeable at runtime."""
 
-    def __init__(self, defaults):
+    def __init__(self, defaults, choices=None):
         self._defaults = dict(defaults)
         self._values = dict(defaults)
+        self._choices = dict(choices or {})  # knob -> allowed string values
         self._lock = threading.Lock()
 
     def get(self, name):
@@ -47,6 +48,10 @@ class Knobs:
                 raise ValueError("unknown knob %r (known: %s)"
                                  % (name, ", ".join(sorted(self._defaults))))
             coerced[name] = _coerce(name, self._defaults[name], value)
+            allowed = self._choices.get(name)
+            if allowed and coerced[name] is not None and coerced[name] not in allowed:
+                raise ValueError("knob %r wants one of %s, got %r"
+                                 % (name, ", ".join(allowed), coerced[name]))
         with self._lock:
             self._values.update(coerced)
 
@@ -79,6 +84,16 @@ def _coerce(name, default, value):
         if not isinstance(value, str):
             raise ValueError("knob %r wants a string" % name)
         return value
+    if kind is dict:  # a JSON object of string values (e.g. HTTP headers)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("knob %r wants a JSON object" % name)
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError("knob %r wants a JSON object of string values" % name)
+        return dict(value)
     raise ValueError("knob %r has an unsupported type" % name)
 
 

@@ -2,17 +2,14 @@
 """A webhook receiver for tests: records every request, answers a set status.
 
   POST <any path>   -> --status (default 200), body {"received": n}
-  GET  /_received   -> {"count": n, "requests": [{"path","headers","body",
-                        "sha256_signature_ok"}...]}
+  GET  /_received   -> {"count": n, "requests": [{"method","path","headers","body"}...]}
   POST /_control    -> {"status": 503} changes the answer; POST /_reset clears
 
 Each recorded request is also appended as one JSON line to --out if given.
-sha256_signature_ok checks X-Webhook-Signature (sha256=<hex HMAC>) against
---secret when one is given.  Standard library only.
+Nothing is verified: LlamaParse signs no webhook (see README.md).
+Standard library only.
 """
 
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -28,7 +25,6 @@ class SinkApp:
 
     def __init__(self, args):
         self.verbose = args.verbose
-        self.secret = args.secret
         self.out = args.out
         self.knobs = fakecommon.Knobs({"status": args.status, "latency": 0.0})
         self.stats = fakecommon.Counter()
@@ -63,10 +59,6 @@ class Handler(fakecommon.BaseHandler):
         rec = {"method": method, "path": self.path,
                "headers": {k.lower(): v for k, v in self.headers.items()},
                "body": body.decode("utf-8", "replace")}
-        if app.secret is not None:
-            sig = self.headers.get("X-Webhook-Signature") or ""
-            want = "sha256=" + hmac.new(app.secret.encode(), body, hashlib.sha256).hexdigest()
-            rec["sha256_signature_ok"] = hmac.compare_digest(sig, want)
         with app.lock:
             app.received.append(rec)
             n = len(app.received)
@@ -82,7 +74,6 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file")
     p.add_argument("--status", type=int, default=200, help="HTTP status to answer")
-    p.add_argument("--secret", default=None, help="check X-Webhook-Signature with this secret")
     p.add_argument("--out", default=None, help="append each request as a JSON line here")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)

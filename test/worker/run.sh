@@ -9,8 +9,8 @@
 #  2. 80 more with the fakes slowed down and a worker killed with kill -9
 #     mid-run: every document still ends complete or failed, no duplicates.
 #  3. SIGTERM with requests in flight: the worker is gone within a second.
-#  4. Webhooks: a LlamaCloud hint makes the worker poll at once; a job parsed
-#     by a callback is not fetched again.
+#  4. Callbacks as LlamaParse sends them, through tvdb-webhookd: a v1 push is
+#     applied without a fetch; a LlamaCloud event makes the worker poll at once.
 #  5. Mock mode: no network; same text gives the same vector.
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
@@ -86,10 +86,11 @@ SQL
 sleep 0.5
 
 # Documents: markdown with sections, plain text, HTML and PDF-ish bytes, of
-# sizes from a line to ~60 KB; every 12th named to fail at LlamaParse.
+# sizes from a line to ~60 KB; every 12th (a PDF) named to fail at LlamaParse.
+# Markdown and plain text are parsed by the built-in parser, the rest by LlamaParse.
 upload_batch() {  # upload_batch <prefix> <count>
     q "SELECT count(tvdb.upload(
-          format('$1-%s%s.%s', i, CASE WHEN i % 12 = 0 THEN '-FAILME' ELSE '' END,
+          format('$1-%s%s.%s', i, CASE WHEN i % 12 = 11 THEN '-FAILME' ELSE '' END,
                  (ARRAY['md', 'txt', 'html', 'pdf'])[1 + i % 4]),
           convert_to(CASE i % 4
             WHEN 0 THEN (SELECT string_agg(format(E'# Part %s\n\n## Section %s.%s\n\n%s\n', i, i, k,
@@ -165,16 +166,23 @@ is "$(q "select sum(prompt_tokens) from upload_pipeline.usage where service = 'o
 is "$(q "select sum(inputs) from upload_pipeline.usage where service = 'openai' and http_status = 200")" \
    "$(q "select count(*) from upload_pipeline.document_chunks")" "usage: one embedding input per chunk"
 is "$(q "select bool_and(cost_usd > 0) from upload_pipeline.usage where service = 'openai'")" t "usage: embedding cost recorded"
+is "$(q "select count(*) filter (where u.service = 'local' and u.operation = 'parse' and u.cost_usd = 0)
+               || ' ' || count(*) filter (where u.service = 'llamaparse')
+          from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+          where j.filename like 'p1-%.md' or j.filename like 'p1-%.txt'")" "60 0" \
+   "markdown and plain text were parsed by the built-in parser, at no cost, never sent to LlamaParse"
+is "$(jget "$(curl -s "127.0.0.1:$LP/_stats?jobs=1")" "sorted({k for j in d['job_list'] for k in j.get('fields', {})})")" "[]" \
+   "uploads carried the file and no other field (no tvdb ids: LlamaParse refuses unknown fields)"
 is "$(jget "$stats_oa" "sorted(d['by_encoding'])")" "['base64']" \
    "embeddings are asked for as base64, as the official client does (read in C)"
 
 echo "# phase 1b: rate limits and server errors are retried; a 4xx from OpenAI fails the stage"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"rate_limit_every": 5, "error_rate": 0.1}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rate_limit_every": 3, "fail_marker": "POISON"}' >/dev/null
-upload_batch p1b 11
+upload_batch p1b 10
 q "SELECT tvdb.upload('p1b-poison.md', convert_to(E'# Bad\n\nThis chunk carries POISON for the embedder.', 'UTF8'))" >/dev/null
 wait_settled p1b- 240; ok $? "every phase-1b document settled"
-is "$(q "select count(*) from tvdb.jobs where filename like 'p1b-%' and status = 'complete'")" 11 \
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1b-%' and status = 'complete'")" 10 \
    "429s and 500s were retried until the documents completed"
 is "$(q "select count(*) > 0 from upload_pipeline.usage where http_status in (429, 500)")" t "the ledger shows the refused requests"
 is "$(q "select count(*) > 0 from upload_pipeline.events where code like '%\_retry\_scheduled' and severity = 'warn'")" t \
@@ -189,18 +197,18 @@ echo "# phase 1c: an answer that can never be recorded holds back only its own j
 # the results; the answers are then recorded one by one, and that one job
 # ends failed_parse with the reason, its request still in the ledger.
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"absurd_pages_marker": "ABSURD"}' >/dev/null
-q "SELECT tvdb.upload('p1c-a.md', convert_to(E'# A\n\nFine.', 'UTF8')),
-          tvdb.upload('p1c-ABSURD.md', convert_to(E'# B\n\nCounted wrong.', 'UTF8')),
-          tvdb.upload('p1c-c.md', convert_to(E'# C\n\nAlso fine.', 'UTF8'))" >/dev/null
+q "SELECT tvdb.upload('p1c-a.pdf', convert_to(E'# A\n\nFine.', 'UTF8')),
+          tvdb.upload('p1c-ABSURD.pdf', convert_to(E'# B\n\nCounted wrong.', 'UTF8')),
+          tvdb.upload('p1c-c.pdf', convert_to(E'# C\n\nAlso fine.', 'UTF8'))" >/dev/null
 wait_settled p1c- 120; ok $? "every phase-1c document settled"
 is "$(q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'p1c-%'")" \
-   "p1c-ABSURD.md:failed_parse p1c-a.md:complete p1c-c.md:complete" \
+   "p1c-ABSURD.pdf:failed_parse p1c-a.pdf:complete p1c-c.pdf:complete" \
    "the unrecordable answer fails only its own job"
-is "$(q "select last_error like '%out of range%' from tvdb.jobs where filename = 'p1c-ABSURD.md'")" t \
+is "$(q "select last_error like '%out of range%' from tvdb.jobs where filename = 'p1c-ABSURD.pdf'")" t \
    "its reason names what could not be recorded"
 is "$(q "select count(*) || ':' || bool_and(u.http_status = 200 and u.error like 'answer not recorded:%')
           from upload_pipeline.usage u join tvdb.jobs j using (job_id)
-          where j.filename = 'p1c-ABSURD.md' and u.operation = 'result'")" "1:true" \
+          where j.filename = 'p1c-ABSURD.pdf' and u.operation = 'result'")" "1:true" \
    "its result request is in the ledger once, as not recorded"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"absurd_pages_marker": null}' >/dev/null
 
@@ -265,14 +273,14 @@ echo "# phase 1e: answers whose transaction fails at commit are still in the led
 # that records the fetched result fails as a whole; its request must still
 # have its ledger row.
 refuse_at_commit parse_queued parsed parsed
-q "SELECT tvdb.upload('p1e-refused.md', convert_to(E'# Refused\n\nParsed, but not at commit.', 'UTF8'))" >/dev/null
+q "SELECT tvdb.upload('p1e-refused.pdf', convert_to(E'# Refused\n\nParsed, but not at commit.', 'UTF8'))" >/dev/null
 unrecorded() {
     q "select count(*) from upload_pipeline.usage u join tvdb.jobs j using (job_id)
-       where j.filename = 'p1e-refused.md' and u.operation = 'result' and u.http_status = 200
+       where j.filename = 'p1e-refused.pdf' and u.operation = 'result' and u.http_status = 200
          and u.error like 'outcome not recorded%'"
 }
 for _ in $(seq 1 60); do [ "$(unrecorded)" -ge 1 ] && break; sleep 0.25; done
-is "$(unrecorded) $(q "select status from tvdb.jobs where filename = 'p1e-refused.md'")" "1 parse_queued" \
+is "$(unrecorded) $(q "select status from tvdb.jobs where filename = 'p1e-refused.pdf'")" "1 parse_queued" \
    "the fetched result's request is in the ledger, the job is not moved"
 allow_commits
 wait_settled p1e- 120; ok $? "the document completes once the trigger is gone (after its lease lapses)"
@@ -328,6 +336,38 @@ is "$(q "select status || ' ' || (last_error like 'HTTP 500:%')::text from tvdb.
    "failed_embedding true" "x-should-retry: false on a 500: failed at once, with OpenAI's message"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 0, "should_retry": null}' >/dev/null
 
+echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
+q "SELECT tvdb.upload('p1i-archive.zip', convert_to('PK not a document', 'UTF8'), 'application/zip')" >/dev/null
+wait_settled p1i-archive 40; ok $? "a type no parser reads settled"
+is "$(q "select status || ': ' || (last_error like 'no parser reads this document%.zip%')::text
+          || ' ' || (select count(*) from upload_pipeline.usage u where u.job_id = j.job_id)
+          from tvdb.jobs j where filename = 'p1i-archive.zip'")" "failed_parse: true 0" \
+   "a .zip fails parse at once with the reason, nothing sent anywhere"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_api = 'v2'" \
+     -c "ALTER SYSTEM SET tvdb.llamaparse_options = '{\"tier\": \"agentic\", \"version\": \"latest\"}'" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+v2_before=$(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d.get('v2_uploads', 0)")
+q "SELECT tvdb.upload(n, convert_to('%PDF-1.4 v2 ' || n || repeat(' body', 2000), 'UTF8'))
+   FROM unnest(ARRAY['p1i-v2-ok.pdf', 'p1i-v2-partial.pdf', 'p1i-v2-FAILME.pdf', 'p1i-v2-cancel.pdf']) AS n" >/dev/null
+wait_settled p1i-v2 60; ok $? "v2: every document settled"
+is "$(q "select string_agg(filename || ':' || status, ' ' order by filename) from tvdb.jobs where filename like 'p1i-v2%'")" \
+   "p1i-v2-FAILME.pdf:failed_parse p1i-v2-cancel.pdf:failed_parse p1i-v2-ok.pdf:complete p1i-v2-partial.pdf:complete" \
+   "v2: COMPLETED parses complete, FAILED and CANCELLED fail parse"
+is "$(q "select string_agg(last_error, ' | ' order by filename) from tvdb.jobs where filename in ('p1i-v2-FAILME.pdf', 'p1i-v2-cancel.pdf')" | sed 's/:.*|/ |/; s/: .*//')" \
+   "LlamaParse job FAILED | LlamaParse job CANCELLED" "v2: the failures carry the service's status (and message)"
+is "$(q "select count(*) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+          where j.filename = 'p1i-v2-partial.pdf' and e.code = 'parse_partial_success'")" 1 \
+   "v2: a page the service could not read is named in a warning event, the rest used"
+is "$(q "select count(*) filter (where u.operation = 'result' and u.pages > 0 and u.model = 'agentic' and u.cost_usd > 0)
+          from upload_pipeline.usage u join tvdb.jobs j using (job_id) where j.filename = 'p1i-v2-ok.pdf'")" 1 \
+   "v2: the result's pages in the ledger, priced at the tier's credits per page"
+is "$(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d.get('v2_uploads', 0)")" "$((v2_before + 4))" \
+   "v2: the uploads went to /api/v2/parse/upload (the fake counted them)"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.llamaparse_options" -c "ALTER SYSTEM RESET tvdb.llamaparse_api" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
@@ -374,44 +414,56 @@ curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 wait_settled p3- 240; ok $? "its jobs are finished by the workers afterwards"
 
-echo "# phase 4: webhooks meet the worker"
-# Polls are an hour apart here, so only a webhook can move these jobs on soon.
+echo "# phase 4: callbacks as LlamaParse sends them, through tvdb-webhookd"
+# Polls are an hour apart here, so only a callback can move these jobs on
+# soon.  The fake posts to the callback URL the worker handed it, on
+# loopback over http (tvdb.callback_url_rules = local).
+q "CREATE ROLE tvdb_worker_webhookd LOGIN; GRANT USAGE ON SCHEMA tvdb TO tvdb_worker_webhookd;
+   GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO tvdb_worker_webhookd" >/dev/null
+wh_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$(pg_config --bindir)/tvdb-webhookd" --listen 127.0.0.1 --port "$wh_port" --pool 2 \
+    --dsn "host=$PGHOST port=$PGPORT dbname=$DB user=tvdb_worker_webhookd" 2>"$WORK/webhookd.log" &
+pids+=($!)
+for _ in $(seq 1 50); do curl -sf "127.0.0.1:$wh_port/api/v1/webhooks/health" >/dev/null && break; sleep 0.1; done
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.poll_interval_max = '1h'" -c "ALTER SYSTEM SET tvdb.poll_interval_min = '1h'" \
+     -c "ALTER SYSTEM SET tvdb.callback_url_rules = 'local'" \
+     -c "ALTER SYSTEM SET tvdb.parse_webhook_url = 'http://127.0.0.1:$wh_port/api/v1/webhooks/llamaparse'" \
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
-q "SELECT tvdb.upload('p4-hint.md', convert_to(E'# Hint\n\nParsed by LlamaParse, announced by an event.', 'UTF8')),
-          tvdb.upload('p4-pushed.md', convert_to(E'# Pushed\n\nThis one arrives by webhook.', 'UTF8'))" >/dev/null
-for _ in $(seq 1 40); do
-    [ "$(q "select count(*) from tvdb.jobs where filename like 'p4-%' and status = 'parse_queued'")" = 2 ] && break; sleep 0.25
-done
-sleep 1   # the fake has finished parsing by now
-signed() {  # signed <sql producing the body text>: deliver it, print the HTTP status
-    q "SELECT tvdb.handle_llamaparse_webhook(convert_to(b, 'UTF8'), jsonb_build_object('X-Webhook-Signature',
-              'sha256=' || encode(hmac(convert_to(b, 'UTF8'), 'tvdb-test-secret', 'sha256'), 'hex')))->>'http_status'
-       FROM ($1) AS s(b)"
-}
-is "$(signed "SELECT format('{\"event_type\": \"parse.success\", \"data\": {\"job_id\": \"%s\"}}', j.parse_job_id)
-               FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
-               WHERE d.filename = 'p4-hint.md'")" 202 "a LlamaCloud parse.success event is accepted as a hint"
-is "$(signed "SELECT jsonb_build_object('job_id', j.job_id, 'document_id', j.document_id, 'status', 'parsed',
-                  'parse_job_id', j.parse_job_id, 'meta', jsonb_build_object('parser_name', 'llamaparse'),
-                  'artifacts', jsonb_build_array(jsonb_build_object('type', 'markdown', 'content', m,
-                      'sha256', encode(sha256(convert_to(m, 'UTF8')), 'hex'), 'bytes', octet_length(m))))::text
-               FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id),
-                    (SELECT E'# Pushed\n\nThe webhook brought this markdown.' AS m) md
-               WHERE d.filename = 'p4-pushed.md'")" 200 "a parsed callback is applied"
-wait_settled p4- 40; ok $? "both complete long before the next poll would have been due"
-is "$(q "select count(*) from upload_pipeline.usage u join upload_pipeline.upload_jobs j using (job_id)
-          join upload_pipeline.documents d using (document_id)
-          where d.filename = 'p4-hint.md' and u.operation in ('job_status', 'result') and u.http_status = 200")" 2 \
-   "the hint made the worker poll and fetch at once"
-is "$(q "select count(*) from upload_pipeline.usage u join upload_pipeline.upload_jobs j using (job_id)
-          join upload_pipeline.documents d using (document_id)
-          where d.filename = 'p4-pushed.md' and u.operation in ('job_status', 'result')")" 0 \
-   "a job the webhook parsed is not polled or fetched"
-is "$(q "select convert_from(b.content, 'UTF8') like '%webhook brought%' from upload_pipeline.blobs b
-          join upload_pipeline.upload_jobs j on b.path = j.parsed_path join upload_pipeline.documents d using (document_id)
-          where d.filename = 'p4-pushed.md'")" t "its chunks come from the webhook's markdown"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"webhook": true, "webhook_style": "push", "webhook_repeat": 2}' >/dev/null
+q "SELECT tvdb.upload('p4-pushed.pdf', convert_to('%PDF-1.4 pushed by LlamaParse', 'UTF8'))" >/dev/null
+wait_settled p4-pushed 40; ok $? "a pushed parse completes long before the next poll would have been due"
+pushed_job=$(q "select job_id from tvdb.jobs where filename = 'p4-pushed.pdf'")
+is "$(q "select status || ' ' || count(*) filter (where u.operation in ('job_status', 'result'))
+               || ' ' || count(*) filter (where u.operation = 'webhook_push' and u.pages > 0)
+          from tvdb.jobs j left join upload_pipeline.usage u using (job_id)
+          where j.filename = 'p4-pushed.pdf' group by status")" "complete 0 1" \
+   "the push's markdown was used: no poll, no fetch, its pages in the ledger once (delivered twice)"
+is "$(jget "$(curl -s "127.0.0.1:$LP/_stats?jobs=1")" "[j['webhook_url'] for j in d['job_list'] if j['filename'] == 'p4-pushed.pdf'][0].split('?')[1].split('&')[0]")" \
+   "job=$pushed_job" "the callback URL LlamaParse got names our job (its token beside it)"
+is "$(grep -c 'llamaparse 200' "$WORK/webhookd.log") $(grep -c 'token=' "$WORK/webhookd.log")" "2 0" \
+   "tvdb-webhookd answered both copies 200 and logged no token"
+
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"webhook_style": "events", "webhook_repeat": 2}' >/dev/null
+q "SELECT tvdb.upload('p4-event.pdf', convert_to('%PDF-1.4 announced by an event', 'UTF8'))" >/dev/null
+wait_settled p4-event 40; ok $? "a job announced by a LlamaCloud event completes long before the next poll"
+is "$(q "select count(*) from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+          where j.filename = 'p4-event.pdf' and u.operation in ('job_status', 'result') and u.http_status = 200")" 2 \
+   "the parse.success event made the worker poll and fetch at once (its repeat did not)"
+is "$(q "select string_agg(d.result, ',' order by d.received_at) from upload_pipeline.webhook_deliveries d
+          join tvdb.jobs j using (job_id) where j.filename = 'p4-event.pdf'")" "hint_recorded" \
+   "the event was recorded once, by its X-Webhook-Event-ID"
+# v2: the callback goes in the job's webhook_configurations; LlamaParse sends events there.
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"webhook": false, "webhook_repeat": 1}' >/dev/null
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_api = 'v2'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload('p4-v2.pdf', convert_to('%PDF-1.4 announced by a v2 event', 'UTF8'))" >/dev/null
+wait_settled p4-v2 40; ok $? "v2: a job announced by its webhook_configurations event completes long before the next poll"
+is "$(q "select count(*) from upload_pipeline.webhook_deliveries d join tvdb.jobs j using (job_id)
+          where j.filename = 'p4-v2.pdf' and d.result = 'hint_recorded'")" 1 "v2: the parse.success event was the hint"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.llamaparse_api" -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.parse_webhook_url" -c "ALTER SYSTEM RESET tvdb.callback_url_rules" \
+     -c "SELECT pg_reload_conf()" >/dev/null
 
 echo "# phase 5: mock mode, offline"
 kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; pids=()
