@@ -78,16 +78,17 @@ CREATE FUNCTION tvdb._llamaparse_cost(pages integer, cache_hit boolean, credits 
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN cache_hit THEN 0
-                ELSE coalesce(credits, pages * (SELECT p.credits_per_page FROM upload_pipeline.parse_prices p
-                                                WHERE p.mode = _llamaparse_cost.mode), 0)
-                     * current_setting('tvdb.llamaparse_usd_per_1000_credits')::numeric / 1000 END
+                ELSE round(coalesce(credits, pages * (SELECT p.credits_per_page FROM upload_pipeline.parse_prices p
+                                                      WHERE p.mode = _llamaparse_cost.mode), 0)
+                           * current_setting('tvdb.llamaparse_usd_per_1000_credits')::numeric / 1000, 10) END
 $$;
 
--- What an embeddings request cost; NULL for a model with no price.
+-- What an embeddings request cost; NULL for a model with no price.  Costs
+-- are kept to 1e-10 USD (one token of the cheapest model is 2e-8).
 CREATE FUNCTION tvdb._openai_cost(prompt_tokens integer, model text) RETURNS numeric LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(prompt_tokens, 0) * p.usd_per_million_tokens / 1e6
+    SELECT round(coalesce(prompt_tokens, 0) * p.usd_per_million_tokens / 1e6, 10)
     FROM upload_pipeline.embedding_prices p WHERE p.model = _openai_cost.model
 $$;
 
