@@ -4,7 +4,7 @@
 Used by bench/pipeline/run.sh to compute the ideal schedule from latencies
 measured in the same run: one client, one keep-alive connection per server,
 requests one after another (so nothing queues), the same request shapes the
-worker sends (multipart upload of a small markdown file, job status, result,
+worker sends (multipart upload of a small HTML file, job status, result,
 an embeddings request for one document's chunks).  The fakes' current knobs
 apply (--latency, --parse-latency); the caller sets parse_latency to 0 for the
 probe so that results can be fetched at once.
@@ -57,19 +57,15 @@ def main():
     auth = {"Authorization": "Bearer bench-key", "Accept": "application/json"}
     out = {"upload": [], "poll": [], "result": [], "embed": []}
     for i in range(args.rounds):
-        # a document like the benchmark's: markdown, two sections, unique text
+        # a document like the benchmark's: HTML, two sections, unique text; the
+        # upload carries the file only, as the worker's does
         sentence = "Probe %d sentence about topic %s. " % (i, uuid.uuid4().hex[:8])
         half = sentence * max(1, (args.doc_bytes // 2) // len(sentence))
-        md = "# Probe %d\n\n## Summary\n\n%s\n\n## Details\n\n%s\n" % (i, half, half)
+        doc = "<h1>Probe %d</h1><h2>Summary</h2><p>%s</p><h2>Details</h2><p>%s</p>" % (i, half, half)
         boundary = "----probe" + uuid.uuid4().hex
-        parts = []
-        for name, value in (("job_id", str(uuid.uuid4())), ("document_id", str(uuid.uuid4())),
-                            ("correlation_id", str(uuid.uuid4()))):
-            parts.append("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
-                         % (boundary, name, value))
-        body = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"probe-%d.md\"\r\n"
-                "Content-Type: text/markdown\r\n\r\n" % (boundary, i)).encode() + md.encode() \
-            + b"\r\n" + "".join(parts).encode() + ("--%s--\r\n" % boundary).encode()
+        body = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"probe-%d.html\"\r\n"
+                "Content-Type: text/html\r\n\r\n" % (boundary, i)).encode() + doc.encode() \
+            + ("\r\n--%s--\r\n" % boundary).encode()
         h = dict(auth)
         h["Content-Type"] = "multipart/form-data; boundary=" + boundary
         ms, data = timed(lp, "POST", lp_prefix + "/api/v1/parsing/upload", body, h)

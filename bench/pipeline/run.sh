@@ -202,12 +202,13 @@ WPID=""
 for _ in $(seq 1 60); do WPID=$(worker_pid); [ -n "$WPID" ] && break; sleep 0.5; done
 [ -n "$WPID" ] || die "no tvdb worker serves $DB"
 
-# Documents: markdown, two sections of ~1.2 KB, unique text (no parse cache hits):
-# two chunks each at the default chunk size.
+# Documents: HTML (LlamaParse reads it; markdown and text would be parsed
+# locally), two sections of ~1.2 KB, unique text (no parse cache hits): two
+# chunks each at the default chunk size.
 upload_docs() {  # upload_docs <tag> <from> <to>; prints the epoch right after the commit
     psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" \
-        -c "SELECT count(tvdb.upload(format('$1-%s.md', i), convert_to(format(
-              E'# Report %s of %s\n\n## Summary\n\n%s\n\n## Details\n\n%s\n', i, '$1',
+        -c "SELECT count(tvdb.upload(format('$1-%s.html', i), convert_to(format(
+              '<h1>Report %s of %s</h1><h2>Summary</h2><p>%s</p><h2>Details</h2><p>%s</p>', i, '$1',
               repeat(format('Summary sentence about document %s of run %s. ', i, '$1'), 26),
               repeat(format('A detail of document %s, run %s, goes here. ', i, '$1'), 26)), 'UTF8')))
             FROM generate_series($2, $3) i" \
@@ -351,10 +352,11 @@ print(*(d[k]['p50'] / 1000 for k in ('upload', 'poll', 'result', 'embed')))" "$p
         ideal_sched=$ideal
         echo "  ideal = N*u/M + P + e = $N1*$(calc "round($u*1000,2)")ms/$M + ${PARSE_LATENCY}s" \
              "+ $(calc "round($e*1000,2)")ms = $(calc "round($ideal, 3)") s (the webhook's delivery and its database work counted as free)"
-        psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.parse_webhook_url = '$WH_URL/api/v1/webhooks/llamaparse'" \
+        psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.callback_url_rules = 'local'" \
+             -c "ALTER SYSTEM SET tvdb.parse_webhook_url = '$WH_URL/api/v1/webhooks/llamaparse'" \
              -c "ALTER SYSTEM SET tvdb.poll_interval_max = '${WH_POLL_MS}ms'" \
              -c "ALTER SYSTEM SET tvdb.poll_interval_min = '${WH_POLL_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
-        lp_knobs "{\"webhook\": true, \"webhook_secret\": \"$WH_SECRET\"}"
+        lp_knobs '{"webhook": true, "webhook_style": "push"}'
     else
         ideal=$(calc "$N1*$u/$M + $PARSE_LATENCY + $N1*($p+$f)/$M + $e")
         ideal_sched=$(calc "$N1*$u/$M + $P_SCHED + $N1*($POLLS_SCHED*$p+$f)/$M + $e")
