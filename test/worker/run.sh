@@ -145,6 +145,9 @@ is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipe
 is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
           where d.filename like 'p1-%' and (c.embedding is null or array_length(c.embedding, 1) <> 64)")" 0 \
    "every chunk has a 64-dimension embedding"
+is "$(q "select string_agg(distinct c.model, ',') || ' ' || (select string_agg(distinct u.model, ',') from upload_pipeline.usage u where u.service = 'openai')
+          from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id) where d.filename like 'p1-%'")" \
+   "text-embedding-3-small text-embedding-3-small" "every chunk and every embeddings ledger row names the model"
 is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
           and operation = 'upload' and http_status = 200 group by 1 having count(*) > 1) s")" 0 \
    "no document was submitted twice (two workers never took the same job)"
@@ -343,6 +346,26 @@ is "$(q "select status || ': ' || (last_error like 'no parser reads this documen
           || ' ' || (select count(*) from upload_pipeline.usage u where u.job_id = j.job_id)
           from tvdb.jobs j where filename = 'p1i-archive.zip'")" "failed_parse: true 0" \
    "a .zip fails parse at once with the reason, nothing sent anywhere"
+# v1 options are passed through as form fields; a file over the size limit is never sent.
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_options = '{\"parse_mode\": \"parse_page_with_llm\", \"language\": [\"en\", \"fr\"], \"disable_ocr\": true}'" \
+     -c "ALTER SYSTEM SET tvdb.llamaparse_max_file_size = '1MB'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload('p1i-options.pdf', convert_to('%PDF-1.4 with options', 'UTF8')),
+          tvdb.upload('p1i-big.pdf', convert_to('%PDF-1.4 ' || repeat('x', 1100000), 'UTF8'))" >/dev/null
+wait_settled p1i- 60; ok $? "the documents with options and over the size limit settled"
+is "$(jget "$(curl -s "127.0.0.1:$LP/_stats?jobs=1")" "[sorted(j['fields'].items()) for j in d['job_list'] if j['filename'] == 'p1i-options.pdf'][0]")" \
+   "[('disable_ocr', 'true'), ('language', ['en', 'fr']), ('parse_mode', 'parse_page_with_llm')]" \
+   "tvdb.llamaparse_options reached LlamaParse as its form fields (an array as a repeated field)"
+is "$(q "select status || ' ' || (last_error like '%LlamaParse takes files up to 1048576 bytes%')::text
+          || ' ' || (select count(*) from upload_pipeline.usage u where u.job_id = j.job_id)
+          from tvdb.jobs j where filename = 'p1i-big.pdf'")" "failed_parse true 0" \
+   "a file over tvdb.llamaparse_max_file_size fails parse before any upload"
+is "$(q "select model from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+          where j.filename = 'p1i-options.pdf' and u.operation = 'result'")" "parse_page_with_llm" \
+   "the ledger names the parse mode the options asked for"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.llamaparse_options" -c "ALTER SYSTEM RESET tvdb.llamaparse_max_file_size" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_api = 'v2'" \
      -c "ALTER SYSTEM SET tvdb.llamaparse_options = '{\"tier\": \"agentic\", \"version\": \"latest\"}'" \
      -c "SELECT pg_reload_conf()" >/dev/null
