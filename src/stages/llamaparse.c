@@ -266,6 +266,9 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 															 CStringGetDatum(tvdb_llamaparse_options)));
 	bool		callbacks = tvdb_callback_url_problem(tvdb_parse_webhook_url, tvdb_callback_url_rules) == NULL;
 	char	   *v2_base = V2 ? v2_base_configuration() : NULL;
+	List	   *local = NIL;
+	List	   *refused = NIL;
+	ListCell   *lc;
 	uint64		rows;
 
 	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content, d.size_bytes "
@@ -287,11 +290,10 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 								 DatumGetInt64(tvdb_spi_datum(i, 5, &isnull)), &reason))
 		{
 			case TVDB_ROUTE_LOCAL:
-				/* the built-in parser's work is small: done here, in the claim's transaction */
-				tvdb_parse_builtin(tvdb_spi_text(i, 1), owner, "local");
+				local = lappend(local, tvdb_spi_text(i, 1));
 				continue;
 			case TVDB_ROUTE_REFUSED:
-				refuse(tvdb_spi_text(i, 1), owner, reason);
+				refused = lappend(refused, list_make2(tvdb_spi_text(i, 1), reason));
 				continue;
 			case TVDB_ROUTE_LLAMAPARSE:
 				break;
@@ -315,6 +317,16 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 		works = tvdb_work_append(works, w, cxt);
 	}
+
+	/*
+	 * After the claim's rows are read (these run statements of their own):
+	 * the built-in parser's work is small, so it is done here, in the
+	 * claim's transaction.
+	 */
+	foreach(lc, local)
+		tvdb_parse_builtin(lfirst(lc), owner, "local");
+	foreach(lc, refused)
+		refuse(linitial(lfirst(lc)), owner, lsecond(lfirst(lc)));
 	return works;
 }
 
