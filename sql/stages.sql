@@ -43,7 +43,8 @@ SELECT pg_temp.state(:'u3');
 SELECT code, severity, payload->>'error' AS error, payload->>'retry_in_seconds' AS retry_in
 FROM upload_pipeline.events WHERE job_id = :'u3' ORDER BY seq DESC LIMIT 1;
 SELECT tvdb._parse_submitted(:'u4', 'regress', 0, NULL, 10001, 'Timeout was reached: Operation timed out', NULL, 1000);
-SELECT j.status, j.lease_owner, e.code, e.payload->>'error' AS error, e.payload->>'retry_in_seconds' AS retry_in
+SELECT j.status, j.lease_owner, e.code, e.payload->>'error' AS error,
+       (e.payload->>'retry_in_seconds')::numeric BETWEEN 0 AND 0.5 AS retry_within_first_cap
 FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.events e USING (job_id)
 WHERE j.job_id = :'u4' ORDER BY e.seq DESC LIMIT 1;
 -- A 200 that is not what LlamaParse sends is not taken for an id.
@@ -111,7 +112,8 @@ CREATE TEMP TABLE batch AS
   SELECT array_agg(job_id ORDER BY chunk_index) AS jobs, array_agg(document_id ORDER BY chunk_index) AS docs,
          array_agg(chunk_index ORDER BY chunk_index) AS idx
   FROM upload_pipeline.document_chunks WHERE job_id = :'e1';
--- Answers that do not fit the request are retried, not stored.
+-- Answers that do not fit the request are retried, not stored (the first
+-- gives the jobs back; the later ones find them no longer leased: lost).
 SELECT tvdb._embeddings_received('regress', jobs, docs, idx, 200, b, 40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
 FROM batch, unnest(ARRAY[
   '{"data": [{"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 4}}',
@@ -342,3 +344,40 @@ FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.blobs b ON b.path = j.pa
 SELECT code, severity, payload ->> 'error' AS error FROM upload_pipeline.events
 WHERE job_id = :'v2done' AND code = 'parse_partial_success';
 SELECT operation, pages, cache_hit, model FROM upload_pipeline.usage WHERE job_id = :'v2done' AND operation = 'result';
+
+-- The retry policy: full jitter under a cap that doubles per failed try
+-- (tvdb.retry_base_delay 500 ms) up to tvdb.retry_max_delay (60 s), never
+-- below the service's Retry-After.
+SELECT min(d) >= interval '0' AND max(d) <= interval '4 seconds' AS within_cap_after_3,
+       count(DISTINCT d) > 150 AS jittered
+FROM (SELECT tvdb._retry_delay(3, NULL) AS d FROM generate_series(1, 200)) s;
+SELECT max(tvdb._retry_delay(40, 0)) <= interval '60 seconds' AS capped,
+       min(tvdb._retry_delay(0, 5000)) >= interval '5 seconds' AS retry_after_honoured
+FROM generate_series(1, 50);
+-- A transient failure spends a try and says when the job is due; the
+-- tvdb.max_attempts-th (8) fails the stage with class retries_exhausted.
+SELECT pg_temp.leased_job('r1.pdf') AS r1 \gset
+CREATE FUNCTION pg_temp.fail_once(j uuid) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = j;
+  RETURN tvdb._parse_submitted(j, 'regress', 503, '{"detail": "overloaded"}', 5, NULL, NULL, 1000);
+END $$;
+SELECT pg_temp.fail_once(:'r1') AS first;
+SELECT tries, next_retry_at > now() AS due_later, next_retry_at = next_poll_at AS same_due, failure_class
+FROM upload_pipeline.upload_jobs WHERE job_id = :'r1';
+SELECT n, pg_temp.fail_once(:'r1') AS outcome FROM generate_series(2, 8) n ORDER BY n;
+SELECT j.status, j.tries, j.failure_class, j.last_error, j.next_retry_at
+FROM tvdb.jobs j WHERE j.job_id = :'r1';
+-- A refusal that no retry can fix fails at once with class permanent.
+SELECT tvdb._parse_submitted(pg_temp.leased_job('r2.pdf'), 'regress', 400, '{"detail": "Invalid configuration"}', 5, NULL, NULL, 1000) AS outcome;
+SELECT status, failure_class, tries FROM tvdb.jobs WHERE filename = 'r2.pdf';
+-- A success starts the count over: a poll that finds the parse running, or a move.
+SELECT pg_temp.leased_job('r3.pdf', 'parse_queued') AS r3 \gset
+SELECT tvdb._parse_polled(:'r3', 'regress', 500, '{"detail": "boom"}', 3, NULL, NULL, 1000, 30000) AS outcome;
+SELECT tries FROM upload_pipeline.upload_jobs WHERE job_id = :'r3';
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'r3';
+SELECT tvdb._parse_polled(:'r3', 'regress', 200, '{"id": "pj-r3", "status": "PENDING"}', 3, NULL, NULL, 1000, 30000) AS outcome;
+SELECT tries, next_retry_at FROM upload_pipeline.upload_jobs WHERE job_id = :'r3';
+-- Leaving a failure by a retry edge clears its class.
+SELECT tvdb.transition(:'r1', 'uploaded');
+SELECT status, attempts, tries, failure_class FROM tvdb.jobs WHERE job_id = :'r1';

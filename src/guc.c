@@ -47,6 +47,9 @@ int			tvdb_connect_timeout_ms = 10000;
 int			tvdb_poll_min_ms = 1000;
 int			tvdb_poll_max_ms = 30000;
 int			tvdb_lease_seconds = 300;
+int			tvdb_retry_base_delay_ms = 500;
+int			tvdb_retry_max_delay_ms = 60000;
+int			tvdb_max_attempts = 8;
 char	   *tvdb_parse_webhook_url = NULL;
 int			tvdb_llamaparse_api = TVDB_LLAMAPARSE_V1;
 char	   *tvdb_parse_locally = NULL;
@@ -463,6 +466,14 @@ tvdb_define_settings(void)
 							check_poll_max, NULL, NULL);
 	define_int("tvdb.lease_seconds", "How long a worker's claim on a job lasts before another may take it.",
 			   &tvdb_lease_seconds, 300, 1, 86400, PGC_SIGHUP, GUC_UNIT_S);
+	DefineCustomIntVariable("tvdb.retry_base_delay", "First cap of the random delay before retrying a transient failure.",
+							"The cap doubles with each failed try, up to tvdb.retry_max_delay; the delay is drawn between 0 and the cap.",
+							&tvdb_retry_base_delay_ms, 500, 1, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("tvdb.retry_max_delay", "Largest delay before retrying a transient failure (a service's Retry-After may ask for more).",
+							NULL, &tvdb_retry_max_delay_ms, 60000, 1, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	define_int("tvdb.max_attempts", "Tries of one stage before a job fails with class retries_exhausted.",
+			   &tvdb_max_attempts, 8, 1, 1000, PGC_SIGHUP, 0);
 	DefineCustomStringVariable("tvdb.parse_webhook_url",
 							   "Where LlamaParse posts its callbacks (empty: none, the worker polls).",
 							   "tvdb appends ?job=<job id>&token=<HMAC under the first of tvdb.webhook_secrets>.",

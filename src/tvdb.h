@@ -102,6 +102,9 @@ extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
 
+/* retry.c: the retry policy */
+extern int64 tvdb_retry_delay_ms(int tries, int64 retry_after_ms);
+
 /* parse_route.c: which parser reads a document */
 typedef enum
 {

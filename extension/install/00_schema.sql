@@ -36,8 +36,10 @@ CREATE TABLE upload_pipeline.upload_jobs (
     status            text NOT NULL DEFAULT 'uploaded',
     correlation_id    uuid NOT NULL DEFAULT gen_random_uuid(),
     attempts          integer NOT NULL DEFAULT 1 CHECK (attempts >= 1),
+    tries             integer NOT NULL DEFAULT 0 CHECK (tries >= 0),
     next_retry_at     timestamptz,
     last_error        text,
+    failure_class     text,
     parse_job_id      text,
     parsed_path       text,
     parsed_sha256     text CHECK (parsed_sha256 ~ '^[0-9a-f]{64}$'),
@@ -50,6 +52,9 @@ CREATE TABLE upload_pipeline.upload_jobs (
 );
 COMMENT ON TABLE upload_pipeline.upload_jobs IS 'one pipeline job per document; status changes are checked by C triggers';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.attempts IS 'the current attempt: 1, plus one for every retry edge taken';
+COMMENT ON COLUMN upload_pipeline.upload_jobs.tries IS 'transient failures in the current stage visit since its last success (tvdb.max_attempts ends it)';
+COMMENT ON COLUMN upload_pipeline.upload_jobs.next_retry_at IS 'when a job waiting after a failed try is due again';
+COMMENT ON COLUMN upload_pipeline.upload_jobs.failure_class IS 'why a failed job failed: retries_exhausted, permanent, or what its mover said';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.next_poll_at IS 'when the parse result is next due to be fetched (a webhook hint makes it due now)';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.lease_expires_at IS 'a worker''s claim on the job lapses at this time';
 

@@ -16,7 +16,7 @@ COMMENT ON FUNCTION tvdb.transition(uuid, text, jsonb, text) IS
 
 CREATE VIEW tvdb.jobs AS
     SELECT j.job_id, j.document_id, d.filename, d.mime_type, d.size_bytes,
-           j.status, j.correlation_id, j.attempts, j.last_error, j.next_retry_at,
+           j.status, j.correlation_id, j.attempts, j.tries, j.last_error, j.failure_class, j.next_retry_at,
            j.parse_job_id, j.parsed_path,
            j.created_at, j.updated_at, j.status_changed_at,
            now() - j.status_changed_at AS in_status_for,
@@ -30,7 +30,7 @@ CREATE VIEW tvdb.jobs AS
     FROM upload_pipeline.upload_jobs j
     JOIN upload_pipeline.documents d USING (document_id);
 COMMENT ON VIEW tvdb.jobs IS
-    'a job as an application sees it: status, attempts, last error and seconds spent in each past status';
+    'a job as an application sees it: status, attempts, failed tries in this stage, last error and its class, when a retry is due, and seconds spent in each past status';
 
 CREATE FUNCTION tvdb.job(job_id uuid) RETURNS tvdb.jobs
     LANGUAGE plpgsql STABLE

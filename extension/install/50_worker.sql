@@ -120,7 +120,8 @@ BEGIN
                    WHERE t.from_status = j.status AND t.to_status = failed_status)
        AND tvdb._advance(job, owner, j.status, failed_status,
                          jsonb_build_object('error', 'the worker could not record its work: ' || error,
-                                            'held_back', holds)) THEN
+                                            'held_back', holds,
+                                            'class', CASE WHEN permanent THEN 'permanent' ELSE 'retries_exhausted' END)) THEN
         RETURN 'failed';
     END IF;
     PERFORM tvdb._release(job, owner, interval '30 seconds',

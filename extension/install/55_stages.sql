@@ -14,18 +14,13 @@ CREATE FUNCTION tvdb._llamaparse_running(status text) RETURNS boolean
 CREATE FUNCTION tvdb._embeddings_problem(body text, inputs integer, dims integer) RETURNS text
     AS 'MODULE_PATHNAME', 'tvdb_embeddings_problem' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
--- How long to wait after a transient failure: Retry-After if the service
--- said, else exponential in the failures since the job entered its status.
-CREATE FUNCTION tvdb._backoff(job uuid, retry_after_ms bigint) RETURNS interval
-    LANGUAGE sql STABLE
-AS $$
-    SELECT greatest(make_interval(secs => coalesce(retry_after_ms, 0) / 1000.0),
-                    make_interval(secs => least(300, 0.5 * 2 ^ least(10, (
-                        SELECT count(*) FROM upload_pipeline.events e
-                        JOIN upload_pipeline.upload_jobs j ON j.job_id = e.job_id
-                        WHERE e.job_id = job AND e.code LIKE '%\_retry\_scheduled'
-                          AND e.ts >= j.status_changed_at)))))
-$$;
+-- The retry policy (src/retry.c): the delay before the next try, drawn
+-- with full jitter under a cap that doubles with each failed try, never
+-- below the service's Retry-After; and how many tries a stage visit gets.
+CREATE FUNCTION tvdb._retry_delay(tries integer, retry_after_ms bigint) RETURNS interval
+    AS 'MODULE_PATHNAME', 'tvdb_retry_delay_sql' LANGUAGE C VOLATILE;
+CREATE FUNCTION tvdb._max_attempts() RETURNS integer
+    AS 'MODULE_PATHNAME', 'tvdb_max_attempts_sql' LANGUAGE C STABLE;
 
 -- The message of an error body: LlamaParse {"detail": ...}, OpenAI {"error": {"message": ...}}.
 CREATE FUNCTION tvdb._error_message(http_status integer, body text, failure text) RETURNS text
@@ -58,10 +53,12 @@ CREATE FUNCTION tvdb._answer_class(http_status integer, body text DEFAULT NULL,
                                    should_retry boolean DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME', 'tvdb_answer_class' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
--- A failed attempt: transient ones are retried; a refused key, or quota or
+-- A failed attempt.  A transient one (rate limited, server error, no
+-- answer) is tried again after tvdb._retry_delay, the tvdb.max_attempts-th
+-- fails the stage with class retries_exhausted; a refused key, or quota or
 -- credits run out, are not the document's fault: the job waits (at least a
--- minute, or the service's Retry-After) with a warning event, and is not
--- failed; any other refusal fails the stage.
+-- minute, or the service's Retry-After) with a warning event, spending no
+-- try; any other refusal fails the stage at once with class permanent.
 CREATE FUNCTION tvdb._attempt_failed(job uuid, owner text, stage text, from_status text,
                                      failed_status text, http_status integer, message text,
                                      retry_after_ms bigint, answer_class text DEFAULT NULL)
@@ -70,9 +67,11 @@ AS $$
 DECLARE
     kind text := coalesce(answer_class, tvdb._answer_class(http_status));
     wait interval := greatest(interval '60 seconds', make_interval(secs => coalesce(retry_after_ms, 0) / 1000.0));
+    tried integer;
 BEGIN
     IF kind IN ('quota', 'auth') THEN
         PERFORM tvdb._release(job, owner, wait);
+        UPDATE upload_pipeline.upload_jobs u SET next_retry_at = u.next_poll_at WHERE u.job_id = job;
         INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
         SELECT u.job_id, u.document_id, 'stage_error', 'warn', stage || '_waiting_for_service',
                jsonb_build_object('error', message, 'class', kind, 'http_status', http_status,
@@ -82,11 +81,25 @@ BEGIN
         RETURN 'wait';
     END IF;
     IF kind IN ('rate_limited', 'server_error', 'no_answer') THEN
-        PERFORM tvdb._release(job, owner, tvdb._backoff(job, retry_after_ms), message, stage);
+        SELECT u.tries + 1 INTO tried FROM upload_pipeline.upload_jobs u
+        WHERE u.job_id = job AND u.lease_owner = owner AND u.status = from_status FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN 'lost';
+        END IF;
+        IF tried >= tvdb._max_attempts() THEN
+            RETURN CASE WHEN tvdb._advance(job, owner, from_status, failed_status,
+                                           jsonb_build_object('error', format('%s (gave up after %s tries)', message, tried),
+                                                              'class', 'retries_exhausted', 'answer', kind,
+                                                              'http_status', http_status, 'tries', tried))
+                        THEN 'failed' ELSE 'lost' END;
+        END IF;
+        PERFORM tvdb._release(job, owner, tvdb._retry_delay(tried - 1, retry_after_ms), message, stage);
+        UPDATE upload_pipeline.upload_jobs u SET tries = tried, next_retry_at = u.next_poll_at WHERE u.job_id = job;
         RETURN 'retry';
     END IF;
     RETURN CASE WHEN tvdb._advance(job, owner, from_status, failed_status,
-                                   jsonb_build_object('error', message, 'http_status', http_status))
+                                   jsonb_build_object('error', message, 'class', 'permanent', 'answer', kind,
+                                                      'http_status', http_status))
                 THEN 'failed' ELSE 'lost' END;
 END
 $$;
@@ -248,11 +261,12 @@ BEGIN
     INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms)
     SELECT 'llamaparse', 'job_status', v.job, 200, v.latency FROM unnest(jobs, latencies) AS v(job, latency);
     -- Poll again after a quarter of the time waited so far, within bounds.
+    -- An answer is a success: the failed tries start over.
     UPDATE upload_pipeline.upload_jobs u
     SET next_poll_at = clock_timestamp() + make_interval(secs =>
             greatest(poll_min_ms, least(poll_max_ms,
                      extract(epoch FROM clock_timestamp() - u.status_changed_at) * 1000 / 4)) / 1000.0),
-        lease_owner = NULL, lease_expires_at = NULL
+        lease_owner = NULL, lease_expires_at = NULL, tries = 0, next_retry_at = NULL
     WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -435,7 +449,7 @@ BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = 'tvdb' AND p.proname IN ('_attempt_failed', '_parse_refused', '_parse_submitted', '_parse_polled',
                                                         '_parse_submitted_all', '_parse_polled_all', '_parse_fetched_all',
-                                                        '_parse_fetched', '_embeddings_received', '_embeddings_split')
+                                                        '_parse_fetched', '_embeddings_received', '_embeddings_split', '_retry_delay')
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
@@ -447,7 +461,8 @@ COMMENT ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean
 COMMENT ON FUNCTION tvdb._take(text, text, text, integer, integer) IS 'internal (worker): claim due jobs and move them under a new lease in one statement';
 COMMENT ON FUNCTION tvdb._attempt_failed(uuid, text, text, text, text, integer, text, bigint, text) IS 'internal (worker): retry a transient failure with backoff, wait on a key or quota refusal, else fail the stage';
 COMMENT ON FUNCTION tvdb._answer_class(integer, text, boolean) IS 'internal (worker): what kind of answer a service gave (success, rate_limited, quota, auth, invalid, server_error, no_answer)';
-COMMENT ON FUNCTION tvdb._backoff(uuid, bigint) IS 'internal (worker): Retry-After, else exponential in the retries since the job entered its status';
+COMMENT ON FUNCTION tvdb._retry_delay(integer, bigint) IS 'internal (worker): the delay before the next try (exponential backoff, full jitter, at least Retry-After)';
+COMMENT ON FUNCTION tvdb._max_attempts() IS 'internal (worker): tries a stage visit gets (tvdb.max_attempts)';
 COMMENT ON FUNCTION tvdb._claim(text, text, integer, integer) IS 'internal (worker): lease up to n due jobs in a status (SKIP LOCKED)';
 COMMENT ON FUNCTION tvdb._embeddings_received(text, uuid[], uuid[], integer[], integer, text, double precision, text, bigint, integer, text, text) IS 'internal (worker): record an embeddings answer for a batch of chunks';
 COMMENT ON FUNCTION tvdb._error_message(integer, text, text) IS 'internal (worker): the message of a LlamaParse or OpenAI error body';

@@ -189,12 +189,12 @@ tvdb_trigger_column(TriggerData *trigdata, const char *name)
 }
 
 /*
- * The job's last error after a move into a failure status: the "error" of
- * the detail its mover gave (tvdb.transition(), the worker), as ->> reads
- * it.  False when the mover gave none: last_error is then left as it is.
+ * A field of the detail the mover gave (tvdb.transition(), the worker), as
+ * ->> reads it: after a move into a failure status, "error" is the job's
+ * last error and "class" its failure class.  False when the mover gave none.
  */
 static bool
-detail_error(TriggerData *td, HeapTuple tuple, Datum *value, bool *isnull)
+detail_field(TriggerData *td, HeapTuple tuple, const char *key, Datum *value, bool *isnull)
 {
 	bool		null_id;
 	Datum		job = heap_getattr(tuple, tvdb_trigger_column(td, "job_id"),
@@ -206,7 +206,7 @@ detail_error(TriggerData *td, HeapTuple tuple, Datum *value, bool *isnull)
 	if (detail == (Datum) 0)
 		return false;
 	jb = DatumGetJsonbP(detail);
-	if (!JB_ROOT_IS_OBJECT(jb) || !getKeyJsonValueFromContainer(&jb->root, "error", 5, &v))
+	if (!JB_ROOT_IS_OBJECT(jb) || !getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v))
 		return false;
 	*isnull = v.type == jbvNull;
 	if (v.type == jbvString)
@@ -219,8 +219,10 @@ detail_error(TriggerData *td, HeapTuple tuple, Datum *value, bool *isnull)
 /*
  * BEFORE INSERT OR UPDATE ... FOR EACH ROW.  Rejects an illegal status
  * change; on a legal one stamps status_changed_at and updated_at, counts a
- * new attempt on a retry edge, and on a failure keeps the mover's error as
- * last_error.  Unchanged status passes untouched.
+ * new attempt on a retry edge, starts the new stage visit with no failed
+ * tries and no retry due, and on a failure keeps the mover's error as
+ * last_error and its class as failure_class.  Unchanged status passes
+ * untouched.
  */
 Datum
 tvdb_guard_status(PG_FUNCTION_ARGS)
@@ -232,9 +234,9 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	TvdbStatus	from = TVDB_NO_STATUS;
 	TvdbStatus	to;
 	const TvdbEdge *edge;
-	int			cols[4];
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	int			cols[8];
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
 	int			ncols = 0;
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
@@ -283,7 +285,19 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 		cols[ncols] = att;
 		values[ncols++] = Int32GetDatum(isnull ? 1 : DatumGetInt32(old) + 1);
 	}
-	if (tvdb_status_is_failure(to) && detail_error(trigdata, newtuple, &values[ncols], &nulls[ncols]))
+	if (from != TVDB_NO_STATUS)
+	{
+		cols[ncols] = tvdb_trigger_column(trigdata, "tries");
+		values[ncols++] = Int32GetDatum(0);
+		cols[ncols] = tvdb_trigger_column(trigdata, "next_retry_at");
+		nulls[ncols++] = true;
+		cols[ncols] = tvdb_trigger_column(trigdata, "failure_class");
+		nulls[ncols] = true;
+		if (tvdb_status_is_failure(to))
+			(void) detail_field(trigdata, newtuple, "class", &values[ncols], &nulls[ncols]);
+		ncols++;
+	}
+	if (tvdb_status_is_failure(to) && detail_field(trigdata, newtuple, "error", &values[ncols], &nulls[ncols]))
 		cols[ncols++] = tvdb_trigger_column(trigdata, "last_error");
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple, desc, ncols,
