@@ -339,6 +339,23 @@ is "$(q "select status || ' ' || (last_error like 'HTTP 500:%')::text from tvdb.
    "failed_embedding true" "x-should-retry: false on a 500: failed at once, with OpenAI's message"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 0, "should_retry": null}' >/dev/null
 
+echo "# phase 1j: a service that always fails: bounded tries with jittered backoff"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.max_attempts = 3" -c "ALTER SYSTEM SET tvdb.retry_base_delay = '100ms'" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 1.0}' >/dev/null
+q "SELECT tvdb.upload('p1j-exhausted.md', convert_to(E'# Doomed\n\nOpenAI always answers 500.', 'UTF8'))" >/dev/null
+wait_settled p1j- 60; ok $? "the document settled"
+is "$(q "select status || ' ' || failure_class || ' ' || (last_error like 'HTTP 500:%(gave up after 3 tries)')::text
+               || ' ' || (select count(*) from upload_pipeline.usage u where u.service = 'openai' and j.job_id = any(u.job_ids))
+               || ' ' || (select count(*) from upload_pipeline.events e where e.job_id = j.job_id and e.code = 'embedding_retry_scheduled')
+          from tvdb.jobs j where filename = 'p1j-exhausted.md'")" "failed_embedding retries_exhausted true 3 2" \
+   "after tvdb.max_attempts (3) tries, two of them retries, it fails with class retries_exhausted"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 0}' >/dev/null
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.max_attempts" -c "ALTER SYSTEM RESET tvdb.retry_base_delay" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
 echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
 q "SELECT tvdb.upload('p1i-archive.zip', convert_to('PK not a document', 'UTF8'), 'application/zip')" >/dev/null
 wait_settled p1i-archive 40; ok $? "a type no parser reads settled"
