@@ -50,6 +50,7 @@ int			tvdb_lease_seconds = 300;
 int			tvdb_retry_base_delay_ms = 500;
 int			tvdb_retry_max_delay_ms = 60000;
 int			tvdb_max_attempts = 8;
+int			tvdb_alert_window_s = 300;
 char	   *tvdb_parse_webhook_url = NULL;
 int			tvdb_llamaparse_api = TVDB_LLAMAPARSE_V1;
 char	   *tvdb_parse_locally = NULL;
@@ -474,6 +475,8 @@ tvdb_define_settings(void)
 							NULL, NULL, NULL);
 	define_int("tvdb.max_attempts", "Tries of one stage before a job fails with class retries_exhausted.",
 			   &tvdb_max_attempts, 8, 1, 1000, PGC_SIGHUP, 0);
+	define_int("tvdb.alert_window", "How long alerts of one kind for one service add to one row's count.",
+			   &tvdb_alert_window_s, 300, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
 	DefineCustomStringVariable("tvdb.parse_webhook_url",
 							   "Where LlamaParse posts its callbacks (empty: none, the worker polls).",
 							   "tvdb appends ?job=<job id>&token=<HMAC under the first of tvdb.webhook_secrets>.",

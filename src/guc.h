@@ -62,6 +62,7 @@ extern int	tvdb_lease_seconds;
 extern int	tvdb_retry_base_delay_ms;
 extern int	tvdb_retry_max_delay_ms;
 extern int	tvdb_max_attempts;
+extern int	tvdb_alert_window_s;
 extern char *tvdb_parse_webhook_url;
 extern int	tvdb_llamaparse_api;
 extern char *tvdb_parse_locally;

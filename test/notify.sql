@@ -22,7 +22,7 @@ SELECT dblink_connect('listener', format('dbname=%s host=%s port=%s', current_da
 SELECT dblink_exec('listener', 'LISTEN tvdb_jobs') \gset
 \unset QUIET
 
-SELECT plan(6);
+SELECT plan(8);
 
 SELECT tvdb.upload('notify.txt', 'x') AS job \gset
 SELECT tvdb.transition(:'job', 'parse_queued') \gset
@@ -51,11 +51,23 @@ SELECT tvdb_test.collect(2);
 SELECT is((SELECT array_agg(payload->>'status') FROM heard), ARRAY['parsed', 'chunking'],
           'both changes arrive after commit');
 
+-- Alerts on tvdb_alerts: a new one is sent at commit, a repeat only adds to its count.
+SELECT dblink_exec('listener', 'LISTEN tvdb_alerts') \gset
+DELETE FROM heard;
+SELECT tvdb.upload('notify-fail.pdf', 'x') AS failing \gset
+SELECT tvdb.transition(:'failing', 'failed_parse', '{"error": "cannot read it"}') \gset
+SELECT tvdb_test.collect(3);
+SELECT is((SELECT count(*) FROM heard WHERE channel = 'tvdb_alerts'), 1::bigint,
+          'a failed job sends one alert on tvdb_alerts');
+SELECT ok((SELECT bool_and(payload->>'kind' = 'job_failed' AND payload->>'severity' = 'error'
+                           AND payload->>'job_id' = :'failing' AND payload->>'message' LIKE '%cannot read it')
+           FROM heard WHERE channel = 'tvdb_alerts'), 'the alert names its kind, job and reason');
+
 SELECT * FROM finish();
 
 \set QUIET 1
 SET client_min_messages = warning;
 SELECT dblink_disconnect('listener') \gset
-DELETE FROM upload_pipeline.documents WHERE document_id =
-  (SELECT document_id FROM upload_pipeline.upload_jobs WHERE job_id = :'job');
+DELETE FROM upload_pipeline.documents WHERE document_id IN
+  (SELECT document_id FROM upload_pipeline.upload_jobs WHERE job_id IN (:'job', :'failing'));
 DROP SCHEMA tvdb_test CASCADE;

@@ -72,6 +72,12 @@ BEGIN
     IF kind IN ('quota', 'auth') THEN
         PERFORM tvdb._release(job, owner, wait);
         UPDATE upload_pipeline.upload_jobs u SET next_retry_at = u.next_poll_at WHERE u.job_id = job;
+        PERFORM tvdb._alert('service_' || kind, 'critical',
+                            CASE stage WHEN 'parse' THEN 'llamaparse' WHEN 'embedding' THEN 'openai' END, job,
+                            format('%s refused the request (%s): %s; its jobs wait',
+                                   CASE stage WHEN 'parse' THEN 'LlamaParse' ELSE 'OpenAI' END,
+                                   CASE kind WHEN 'auth' THEN 'authentication' ELSE 'quota or credits' END, message),
+                            jsonb_build_object('http_status', http_status, 'class', kind));
         INSERT INTO upload_pipeline.events (job_id, document_id, type, severity, code, payload, correlation_id)
         SELECT u.job_id, u.document_id, 'stage_error', 'warn', stage || '_waiting_for_service',
                jsonb_build_object('error', message, 'class', kind, 'http_status', http_status,

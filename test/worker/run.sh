@@ -117,6 +117,8 @@ wait_settled p1-; ok $? "every phase-1 document reached complete or a failure st
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1-%' and status = 'complete'")" 110 "110 documents complete"
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1-%' and status = 'failed_parse'
           and last_error like '%ERROR%FAKE_PARSE_ERROR%'")" 10 "10 failed parse with LlamaParse's error code and message"
+is "$(q "select count(*) || ' ' || sum(count) from upload_pipeline.alerts where kind = 'job_failed' and service = 'llamaparse'")" \
+   "1 10" "the ten failures are one alert with a count of 10"
 is "$(q "select count(*) from tvdb.jobs j where filename like 'p1-%' and status = 'complete' and
           (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
            where e.job_id = j.job_id and to_status is not null) <> '$expected_path'")" 0 \
@@ -309,6 +311,8 @@ waiting() {
 for _ in $(seq 1 120); do [ "$(waiting)" = 2 ] && break; sleep 0.25; done
 is "$(waiting) $(q "select string_agg(distinct status, ',') from tvdb.jobs where filename like 'p1g-%'")" \
    "2 embedding_in_progress" "a 401 from OpenAI: both documents wait, with a warning event, none failed"
+is "$(q "select severity || ' ' || (count >= 2)::text from upload_pipeline.alerts where kind = 'service_auth' and service = 'openai'")" \
+   "critical true" "an operator is alerted once (a count, not a row per document)"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": null}' >/dev/null
 # an operator who fixed the key need not wait out the minute
 q "UPDATE upload_pipeline.upload_jobs j SET next_poll_at = now() FROM upload_pipeline.documents d
