@@ -51,6 +51,12 @@ int			tvdb_retry_base_delay_ms = 500;
 int			tvdb_retry_max_delay_ms = 60000;
 int			tvdb_max_attempts = 8;
 int			tvdb_alert_window_s = 300;
+int			tvdb_breaker_failures = 5;
+int			tvdb_breaker_cooldown_ms = 10000;
+int			tvdb_breaker_max_cooldown_ms = 300000;
+int			tvdb_llamaparse_rpm = 300;
+int			tvdb_openai_rpm = 3000;
+int			tvdb_openai_tpm = 1000000;
 char	   *tvdb_parse_webhook_url = NULL;
 int			tvdb_llamaparse_api = TVDB_LLAMAPARSE_V1;
 char	   *tvdb_parse_locally = NULL;
@@ -477,6 +483,19 @@ tvdb_define_settings(void)
 			   &tvdb_max_attempts, 8, 1, 1000, PGC_SIGHUP, 0);
 	define_int("tvdb.alert_window", "How long alerts of one kind for one service add to one row's count.",
 			   &tvdb_alert_window_s, 300, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("tvdb.breaker_failures", "Transient failures in a row that open a service's circuit.",
+			   &tvdb_breaker_failures, 5, 1, 10000, PGC_SIGHUP, 0);
+	define_int("tvdb.breaker_cooldown", "How long an opened circuit waits before its probe (doubling with each reopening).",
+			   &tvdb_breaker_cooldown_ms, 10000, 1, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.breaker_max_cooldown", "Longest cool-down of an open circuit.",
+			   &tvdb_breaker_max_cooldown_ms, 300000, 1, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS);
+	define_int("tvdb.llamaparse_requests_per_minute",
+			   "LlamaParse uploads per minute, all workers together (0: no limit).",
+			   &tvdb_llamaparse_rpm, 300, 0, 1000000, PGC_SIGHUP, 0);
+	define_int("tvdb.openai_requests_per_minute", "OpenAI embeddings requests per minute, all workers together (0: no limit).",
+			   &tvdb_openai_rpm, 3000, 0, 10000000, PGC_SIGHUP, 0);
+	define_int("tvdb.openai_tokens_per_minute", "OpenAI embedding input tokens per minute, all workers together (0: no limit).",
+			   &tvdb_openai_tpm, 1000000, 0, 1000000000, PGC_SIGHUP, 0);
 	DefineCustomStringVariable("tvdb.parse_webhook_url",
 							   "Where LlamaParse posts its callbacks (empty: none, the worker polls).",
 							   "tvdb appends ?job=<job id>&token=<HMAC under the first of tvdb.webhook_secrets>.",

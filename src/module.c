@@ -28,6 +28,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		tvdb_wakeup_init();
+		tvdb_circuit_init();
 		if (!IsBinaryUpgrade)
 			tvdb_register_workers();
 	}

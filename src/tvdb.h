@@ -102,6 +102,28 @@ extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
 
+/* circuit.c: per service, shared by all workers: circuit breaker and token buckets */
+#define TVDB_CIRCUIT_SERVICES 2
+#define TVDB_CIRCUIT_LLAMAPARSE 0
+#define TVDB_CIRCUIT_OPENAI 1
+#define TVDB_CIRCUIT_NO_CHANGE (-1)
+typedef enum
+{
+	TVDB_CIRCUIT_CLOSED,
+	TVDB_CIRCUIT_OPEN,
+	TVDB_CIRCUIT_HALF_OPEN,
+	TVDB_CIRCUIT_BLOCKED
+} TvdbCircuitState;
+extern void tvdb_circuit_init(void);
+extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms);
+extern bool tvdb_circuit_take(int service, bool limited, int64 tokens);
+extern void tvdb_circuit_probe_unused(int service);
+extern void tvdb_circuit_remaining(int service, long requests, long tokens);
+extern int	tvdb_circuit_answer(int service, const char *kind, long retry_after_ms, const char *error);
+extern bool tvdb_circuit_reset(int service, bool blocked_only);
+extern const char *tvdb_circuit_service_name(int service);
+extern int	tvdb_circuit_service(const char *name);
+
 /* retry.c: the retry policy */
 extern int64 tvdb_retry_delay_ms(int tries, int64 retry_after_ms);
 

@@ -131,6 +131,10 @@ as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale
     echo "tvdb.database = '$DB'"
     echo "tvdb.workers = 1"
     echo "tvdb.webhook_secrets = '$WH_SECRET'"
+    # tvdb's own throughput is measured: the services' rate limits are off
+    echo "tvdb.llamaparse_requests_per_minute = 0"
+    echo "tvdb.openai_requests_per_minute = 0"
+    echo "tvdb.openai_tokens_per_minute = 0"
 } | as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/server.log" -w -t 60 start >/dev/null
 export PGHOST=$WORK PGPORT=$port PGUSER=postgres

@@ -385,6 +385,7 @@ const TvdbStage tvdb_stage_upload = {
 	 * running, so polls must not crowd uploads out (nor the reverse).
 	 */
 	.share = 2,
+	.rate_limited = true,		/* LlamaParse's documented limit is on parse uploads */
 	.runs = upload_runs,
 	.claim = upload_claim,
 	.record = upload_record,

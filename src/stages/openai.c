@@ -299,6 +299,7 @@ start_request(TvdbWork *w)
 		appendStringInfo(&body, ", \"dimensions\": %d", tvdb_embedding_dimensions);
 	appendStringInfo(&body, ", \"input\": %s}", b->input.data);
 	w->req = tvdb_http_new(tvdb_service_url(tvdb_openai_base_url, "/embeddings"), w);
+	w->cost_tokens = (int64) b->bytes / Max(tvdb_chunk_bytes_per_token, 1) + 1;
 	tvdb_http_json(w->req, body.data);
 	tvdb_http_bearer(w->req, tvdb_openai_api_key);
 	pfree(body.data);
@@ -442,6 +443,7 @@ const TvdbStage tvdb_stage_embed = {
 	.fails_to = TVDB_FAILED_EMBEDDING,
 	.operation = "embeddings",
 	.by_job = true,				/* many jobs' chunks share a request */
+	.rate_limited = true,
 	.runs = tvdb_real_mode,
 	.claim = embed_claim,
 	.record = embed_record,

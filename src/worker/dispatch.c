@@ -191,19 +191,27 @@ activity(const TvdbStage *s, const char *what)
 	return psprintf("tvdb: %s (%s)", what, s->name);
 }
 
-/* Claim up to n units of a remote stage and send their requests; how many went. */
+/*
+ * Claim up to n units of a remote stage, as many as the before-send hook
+ * allows now, and send their requests; how many went.
+ */
 static int
 claim_requests(const TvdbStage *s, const char *owner, int n)
 {
-	Claim		c = {s, owner, n, AllocSetContextCreate(CurrentMemoryContext, "tvdb claim",
-														ALLOCSET_DEFAULT_SIZES), NIL};
+	long		due_ms;
+	Claim		c = {s, owner, tvdb_send_allowance(s, n, &due_ms), NULL, NIL};
 	ListCell   *lc;
 	int			sent = 0;
 
+	if (c.n <= 0)
+		return 0;
+	c.cxt = AllocSetContextCreate(CurrentMemoryContext, "tvdb claim", ALLOCSET_DEFAULT_SIZES);
 	if (tvdb_in_xact(activity(s, "claiming"), claim_fn, &c, NULL))
 		foreach(lc, c.works)
 			sent += send_work(lfirst(lc));
 	MemoryContextDelete(c.cxt);	/* a failed claim's requests are freed with it */
+	if (sent == 0)
+		tvdb_allowance_unused(s);
 	return sent;
 }
 
@@ -286,6 +294,20 @@ tvdb_dispatch(const char *owner)
 			room -= claim_requests(s, owner, Min(s->batch, room));
 	}
 	return more;
+}
+
+static void
+write_alerts_fn(void *arg)
+{
+	tvdb_write_alerts();
+}
+
+/* Alerts the hooks raised outside a transaction (a reload), written now. */
+void
+tvdb_dispatch_alerts(void)
+{
+	if (tvdb_alerts_pending())
+		tvdb_in_xact("tvdb: writing alerts", write_alerts_fn, NULL, NULL);
 }
 
 static void
@@ -396,6 +418,8 @@ tvdb_record_answers(List *finished)
 		foreach(lc, deferred[d].works)
 			record_one(lfirst(lc));
 	}
+	if (tvdb_alerts_pending())
+		tvdb_in_xact("tvdb: writing alerts", write_alerts_fn, NULL, NULL);
 	if (tvdb_batch_end())
 	{
 		foreach(lc, works)

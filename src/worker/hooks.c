@@ -4,22 +4,117 @@
  * (what kind of answer is it?).  Rate limits, circuit breakers and budgets
  * belong here, and nowhere else.
  *
- * Today: a remote stage waits while real mode lacks its keys; answers are
- * classified by tvdb_answer_kind, which the SQL that records them also asks
- * (tvdb._answer_class) when the worker gives no kind.  Local stages (chunking, the
- * mock) send nothing: they pass the before-send hook, which the dispatcher
- * asks for every stage before claiming, and have no answer to classify;
+ * Before: a remote stage waits while real mode lacks its keys, or while its
+ * service's circuit (src/circuit.c) is open, blocked or paused; the
+ * dispatcher claims no more than the allowance (the circuit's probe, the
+ * requests-per-minute bucket), and each request takes its share of the
+ * buckets as it is sent.  After: answers are classified by
+ * tvdb_answer_kind, which the SQL that records them also asks
+ * (tvdb._answer_class) when the worker gives no kind; the kind moves the
+ * service's circuit, and what the service says is left of its rate limits
+ * lowers the buckets.  A circuit that changes raises an alert, written with
+ * the answers.  Local stages (chunking, the mock) send nothing and pass;
  * work that fails to be recorded is held back by the dispatcher, by its
  * SQLSTATE, not counted against a service.
  */
 #include "worker/stage.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(tvdb_answer_class);
 
 static bool warned_keys = false;
+
+/* Alerts raised outside a transaction, written by tvdb_write_alerts. */
+typedef struct PendingAlert
+{
+	const char *kind;
+	const char *severity;
+	int			service;
+	char	   *message;
+} PendingAlert;
+static List *pending_alerts = NIL;
+
+static int
+circuit_of(const TvdbStage *s)
+{
+	return s->service == TVDB_SERVICE_LLAMAPARSE ? TVDB_CIRCUIT_LLAMAPARSE : TVDB_CIRCUIT_OPENAI;
+}
+
+static bool
+remote(const TvdbStage *s)
+{
+	return s->service == TVDB_SERVICE_LLAMAPARSE || s->service == TVDB_SERVICE_OPENAI;
+}
+
+static void
+queue_alert(const char *kind, const char *severity, int service, const char *message)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	PendingAlert *a = palloc(sizeof(PendingAlert));
+
+	a->kind = kind;
+	a->severity = severity;
+	a->service = service;
+	a->message = pstrdup(message);
+	pending_alerts = lappend(pending_alerts, a);
+	MemoryContextSwitchTo(old);
+}
+
+bool
+tvdb_alerts_pending(void)
+{
+	return pending_alerts != NIL;
+}
+
+/* Write the alerts raised since the last call (in the caller's transaction). */
+void
+tvdb_write_alerts(void)
+{
+	static const Oid types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	ListCell   *lc;
+
+	foreach(lc, pending_alerts)
+	{
+		PendingAlert *a = lfirst(lc);
+		Datum		values[4] = {CStringGetTextDatum(a->kind), CStringGetTextDatum(a->severity),
+		CStringGetTextDatum(tvdb_circuit_service_name(a->service)), CStringGetTextDatum(a->message)};
+
+		tvdb_spi_run("SELECT tvdb._alert($1, $2, $3, NULL, $4)", 4, types, values, NULL, SPI_OK_SELECT);
+	}
+	list_free_deep(pending_alerts);
+	pending_alerts = NIL;
+}
+
+/* How many requests of this stage may go now (claim no more); when to ask again if none. */
+int
+tvdb_send_allowance(const TvdbStage *s, int wanted, long *due_ms)
+{
+	*due_ms = 0;
+	if (!remote(s))
+		return wanted;
+	return tvdb_circuit_allowance(circuit_of(s), s->rate_limited, wanted, due_ms);
+}
+
+/* The allowance found nothing to send: an open circuit's probe goes back. */
+void
+tvdb_allowance_unused(const TvdbStage *s)
+{
+	if (remote(s))
+		tvdb_circuit_probe_unused(circuit_of(s));
+}
+
+/* A reload may have fixed a key: blocked circuits close. */
+void
+tvdb_config_reloaded(void)
+{
+	for (int i = 0; i < TVDB_CIRCUIT_SERVICES; i++)
+		if (tvdb_circuit_reset(i, true))
+			queue_alert("circuit_closed", "info", i, "the configuration was reloaded: the blocked circuit is closed again");
+}
 
 /*
  * w is NULL when the dispatcher asks before claiming anything: may this
@@ -41,6 +136,9 @@ tvdb_before_send(const TvdbStage *s, TvdbWork *w)
 		return TVDB_SEND_LATER;
 	}
 	warned_keys = false;
+	/* a request about to go takes its share of the service's buckets */
+	if (w != NULL && !tvdb_circuit_take(circuit_of(s), s->rate_limited, w->cost_tokens))
+		return TVDB_SEND_LATER;
 	return TVDB_SEND_NOW;
 }
 
@@ -97,7 +195,32 @@ tvdb_after_answer(TvdbWork *w)
 	const char *kind = tvdb_answer_kind(w->req->status, w->req->body, w->req->body_len,
 										w->req->should_retry);
 
+	const char *failure = NULL;
+	int			service;
+	int			changed;
+
 	w->answer_kind = kind;
+	if (remote(w->stage))
+	{
+		service = circuit_of(w->stage);
+		tvdb_circuit_remaining(service, w->req->remaining_requests, w->req->remaining_tokens);
+		if (strcmp(kind, "success") != 0)
+			failure = tvdb_http_failure(w->req);
+		changed = tvdb_circuit_answer(service, kind, w->req->retry_after_ms,
+									  failure ? failure : psprintf("HTTP %ld", w->req->status));
+		if (changed == TVDB_CIRCUIT_OPEN)
+			queue_alert("circuit_opened", "error", service,
+						psprintf("%s failed %d times in a row (last: %s, HTTP %ld): nothing is sent until a probe succeeds",
+								 tvdb_circuit_service_name(service), tvdb_breaker_failures, kind, w->req->status));
+		else if (changed == TVDB_CIRCUIT_BLOCKED)
+			queue_alert("circuit_blocked", "critical", service,
+						psprintf("%s refused the %s (HTTP %ld): nothing is sent until the configuration is reloaded or tvdb.reset_circuit('%s')",
+								 tvdb_circuit_service_name(service), strcmp(kind, "auth") == 0 ? "key" : "request for quota or credits",
+								 w->req->status, tvdb_circuit_service_name(service)));
+		else if (changed == TVDB_CIRCUIT_CLOSED)
+			queue_alert("circuit_closed", "info", service,
+						psprintf("%s answers again: its circuit is closed", tvdb_circuit_service_name(service)));
+	}
 	if (strcmp(kind, "success") == 0)
 		w->answer = TVDB_ANSWER_SUCCESS;
 	else if (strcmp(kind, "quota") == 0 || strcmp(kind, "auth") == 0)

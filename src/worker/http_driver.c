@@ -109,11 +109,23 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* A header's value as a count (x-ratelimit-remaining-*), or -1. */
+static long
+count_value(const char *v)
+{
+	char	   *end;
+	long		n = strtol(v, &end, 10);
+
+	return (end != v && *end == '\0' && n >= 0) ? n : -1;
+}
+
 /*
  * The headers that say when and whether to retry, as the official OpenAI
  * client reads them: retry-after-ms (milliseconds), retry-after (seconds, or
- * an HTTP date), x-should-retry (true / false).  A callback of libcurl: it
- * must not ereport, and its line is not NUL-terminated.
+ * an HTTP date), x-should-retry (true / false); and what the service says is
+ * left of its rate limits (x-ratelimit-remaining-requests / -tokens).  A
+ * callback of libcurl: it must not ereport, and its line is not
+ * NUL-terminated.
  */
 static size_t
 header_cb(char *line, size_t size, size_t nitems, void *userp)
@@ -170,6 +182,10 @@ header_cb(char *line, size_t size, size_t nitems, void *userp)
 		else if (pg_strcasecmp(v, "false") == 0)
 			req->should_retry = 0;
 	}
+	else if (name_len == 30 && pg_strncasecmp(line, "x-ratelimit-remaining-requests", 30) == 0)
+		req->remaining_requests = count_value(v);
+	else if (name_len == 28 && pg_strncasecmp(line, "x-ratelimit-remaining-tokens", 28) == 0)
+		req->remaining_tokens = count_value(v);
 	return n;
 }
 
@@ -233,6 +249,8 @@ tvdb_http_new(const char *url, void *owner)
 	req->owner = owner;
 	req->retry_after_ms = -1;
 	req->should_retry = -1;
+	req->remaining_requests = -1;
+	req->remaining_tokens = -1;
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);

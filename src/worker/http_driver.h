@@ -23,6 +23,8 @@ typedef struct TvdbHttp
 	long		retry_after_ms; /* from retry-after(-ms), or -1 */
 	bool		retry_after_exact;	/* it came from retry-after-ms */
 	int			should_retry;	/* x-should-retry: 1 true, 0 false, -1 not said */
+	long		remaining_requests; /* x-ratelimit-remaining-requests, or -1 */
+	long		remaining_tokens;	/* x-ratelimit-remaining-tokens, or -1 */
 	CURLcode	rc;
 	char		error[CURL_ERROR_SIZE];
 	double		latency_ms;

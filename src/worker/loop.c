@@ -9,6 +9,7 @@
  */
 #include "worker/dispatch.h"
 #include "worker/http_driver.h"
+#include "worker/stage.h"
 #include "worker/xact.h"
 
 #include "access/xact.h"
@@ -183,6 +184,8 @@ tvdb_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			check_settings();
+			tvdb_config_reloaded();
+			tvdb_dispatch_alerts();
 		}
 
 		/*

@@ -61,6 +61,7 @@ typedef struct TvdbWork
 	TvdbAnswer	answer;			/* set by the after-answer hook */
 	const char *answer_kind;	/* and its finer kind, for the SQL (tvdb._answer_class) */
 	bool		follow;			/* recording asks for stage->next's request */
+	int64		cost_tokens;	/* OpenAI: the input tokens it sends (for the bucket) */
 } TvdbWork;
 
 struct TvdbStage
@@ -73,6 +74,7 @@ struct TvdbStage
 	const char *operation;		/* the ledger's operation for its requests */
 	bool		by_job;			/* remote: claims jobs, whatever the free request slots */
 	int			share;			/* remote: claims at most 1/share of the free slots first (0: all) */
+	bool		rate_limited;	/* remote: its requests count against the service's requests per minute */
 	int			every_ms;		/* looked at no more often than this (0: every pass) */
 	bool		(*runs) (void); /* in the current service mode */
 
@@ -109,7 +111,12 @@ extern Datum tvdb_uuid_array(char **items, int n);
 
 /* hooks.c: the one place before every request, and the one after every answer */
 extern TvdbVerdict tvdb_before_send(const TvdbStage *s, TvdbWork *w);
+extern int	tvdb_send_allowance(const TvdbStage *s, int wanted, long *due_ms);
+extern void tvdb_allowance_unused(const TvdbStage *s);
 extern TvdbAnswer tvdb_after_answer(TvdbWork *w);
+extern void tvdb_config_reloaded(void);
+extern void tvdb_write_alerts(void);
+extern bool tvdb_alerts_pending(void);
 extern const char *tvdb_answer_kind(long http_status, const char *body, size_t len, int should_retry);
 
 #endif							/* TVDB_STAGE_H */

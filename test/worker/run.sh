@@ -81,6 +81,10 @@ ALTER SYSTEM SET tvdb.http_timeout = '8s';
 ALTER SYSTEM SET tvdb.connect_timeout = '2s';
 ALTER SYSTEM SET tvdb.chunk_overlap_tokens = 16;
 ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
+-- no rate limits here but where a phase sets them
+ALTER SYSTEM SET tvdb.llamaparse_requests_per_minute = 0;
+ALTER SYSTEM SET tvdb.openai_requests_per_minute = 0;
+ALTER SYSTEM SET tvdb.openai_tokens_per_minute = 0;
 SELECT pg_reload_conf();
 SQL
 sleep 0.5
@@ -311,15 +315,48 @@ waiting() {
 for _ in $(seq 1 120); do [ "$(waiting)" = 2 ] && break; sleep 0.25; done
 is "$(waiting) $(q "select string_agg(distinct status, ',') from tvdb.jobs where filename like 'p1g-%'")" \
    "2 embedding_in_progress" "a 401 from OpenAI: both documents wait, with a warning event, none failed"
-is "$(q "select severity || ' ' || (count >= 2)::text from upload_pipeline.alerts where kind = 'service_auth' and service = 'openai'")" \
-   "critical true" "an operator is alerted once (a count, not a row per document)"
+is "$(q "select severity from upload_pipeline.alerts where kind = 'service_auth' and service = 'openai'")" \
+   "critical" "an operator is alerted once (a count, not a row per document)"
+is "$(q "select state from tvdb.circuits where service = 'openai'") $(q "select count(*) from upload_pipeline.alerts where kind = 'circuit_blocked' and service = 'openai'")" \
+   "blocked 1" "OpenAI's circuit is blocked, with a critical alert: nothing more is sent"
+sent=$(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']"); sleep 2
+is "$(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']")" "$sent" "while blocked, OpenAI receives no request"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": null}' >/dev/null
-# an operator who fixed the key need not wait out the minute
+# the operator fixed the key and reloads: the circuit closes; they need not wait out the minute
 q "UPDATE upload_pipeline.upload_jobs j SET next_poll_at = now() FROM upload_pipeline.documents d
    WHERE d.document_id = j.document_id AND d.filename LIKE 'p1g-%';
-   SELECT tvdb._wake_workers()" >/dev/null
+   SELECT pg_reload_conf(), tvdb._wake_workers()" >/dev/null
 wait_settled p1g- 60; ok $? "they complete once the key is accepted"
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1g-%' and status = 'complete'")" 2 "both complete"
+is "$(q "select state from tvdb.circuits where service = 'openai'")" closed "the reload closed the circuit"
+
+echo "# phase 1k: LlamaParse down: the circuit opens, probes, and closes when it is back"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.breaker_failures = 3" -c "ALTER SYSTEM SET tvdb.breaker_cooldown = '2s'" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"error_rate": 1.0}' >/dev/null
+before=$(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']")
+k_start=$(q "select now()")
+q "SELECT tvdb.upload(format('p1k-%s.pdf', i), convert_to('%PDF-1.4 outage ' || i, 'UTF8')) FROM generate_series(1, 6) i" >/dev/null
+for _ in $(seq 1 40); do [ "$(q "select state from tvdb.circuits where service = 'llamaparse'")" != closed ] && break; sleep 0.25; done
+is "$(q "select state in ('open', 'half_open') from tvdb.circuits where service = 'llamaparse'")" t \
+   "after 3 failures in a row LlamaParse's circuit is open"
+sleep 5
+during=$(( $(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']") - before ))
+# the six uploads go at once (all fail), then one probe per cool-down: 2 s, then 4 s
+[ "$during" -ge 6 ] && [ "$during" -le 8 ]; ok $? "during 5 s of outage LlamaParse saw the first six and at most two probes ($during uploads)"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1k-%' and status like 'failed%'")" 0 \
+   "no document failed for the outage"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"error_rate": 0}' >/dev/null
+wait_settled p1k- 60; ok $? "after the outage every document settled"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1k-%' and status = 'complete'") $(q "select state from tvdb.circuits where service = 'llamaparse'")" \
+   "6 closed" "all six complete, and the circuit is closed again"
+is "$(q "select string_agg(kind, ',' order by kind) from upload_pipeline.alerts
+          where service = 'llamaparse' and kind like 'circuit%' and last_at >= '$k_start'")" "circuit_closed,circuit_opened" \
+   "the operator was told when it opened and when it closed"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.breaker_failures" -c "ALTER SYSTEM RESET tvdb.breaker_cooldown" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
 
 echo "# phase 1h: Retry-After as an HTTP date, and x-should-retry"
 # Every request is refused with a 429 whose Retry-After is a date 3 s ahead:
