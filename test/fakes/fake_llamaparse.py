@@ -610,6 +610,7 @@ class LlamaParseApp:
         self.seed = args.seed
         self.stats = fakecommon.Counter()
         self.jobs = {}
+        self.upload_times = []  # every upload request's arrival (/_stats?times=1)
         self.cache = set()
         self.upload_count = 0
         # webhook scheduler: heap of (due, seq, job_id, target index, kind)
@@ -623,6 +624,7 @@ class LlamaParseApp:
     # ---- control ----------------------------------------------------------
     def reset(self, knobs=False):
         with self.lock:
+            self.upload_times = []
             self.jobs.clear()
             self.cache.clear()
             self.upload_count = 0
@@ -704,7 +706,15 @@ class LlamaParseApp:
         }
         if "jobs=1" in raw_path.partition("?")[2].split("&"):
             out["job_list"] = [j.to_json(now) for j in jobs]
+        if "times=1" in raw_path.partition("?")[2].split("&"):
+            with self.lock:
+                out["upload_times"] = list(self.upload_times)
         return out
+
+    def note_upload(self):
+        """The arrival of every upload request (v1 or v2, answered or not), wall clock."""
+        with self.lock:
+            self.upload_times.append(round(time.time(), 6))
 
     # ---- jobs ---------------------------------------------------------------
     def create_job(self, api, filename, ctype, data, fields=None, configuration=None,
@@ -987,6 +997,8 @@ class Handler(fakecommon.BaseHandler):
         want = "POST" if kind in ("upload", "v2_upload") else "GET"
         if method != want and not (method == "HEAD" and want == "GET"):
             return self.detail(405, "Method Not Allowed")
+        if kind in ("upload", "v2_upload"):
+            app.note_upload()
         key = app.knobs.get("api_key")
         given = self.bearer()
         if given is None or (key is not None

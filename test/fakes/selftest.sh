@@ -221,6 +221,9 @@ jget FLD 'b["id"]'
 req GET "$LP/_stats?jobs=1"
 expect 200 '[j["fields"] for j in b["job_list"] if j["id"] == "'"$FLD"'"] == [{"language": ["en", "fr"], "language[]": ["de"], "parse_mode": "parse_page_with_agent", "output_tables_as_HTML": "true", "input_url": "", "webhook_configurations": "", "max_pages": "3"}] and b["jobs"] == 4 and b["uploads_refused"] == {"fields": 3, "file_type": 2, "file_size": 1}' \
     "/_stats?jobs=1 records the fields received; refused uploads created nothing, counted by reason"
+req GET "$LP/_stats?times=1"
+expect 200 '[t := b["upload_times"], len(t) == b["uploads"] and t == sorted(t) and t[-1] - t[0] < 600][-1]' \
+    "/_stats?times=1 lists the arrival of every upload request, refused ones too"
 req POST "$LP/_control" -d '{"webhook_url_rules": true}'
 req POST "$V1/upload" "${A[@]}" "${PLAIN[@]}" -F "webhook_url=http://example.com/hook"
 expect 400 'b == {"detail": "Invalid webhook_url: the protocol must be HTTPS"}' "webhook_url_rules: http:// refused"

@@ -397,6 +397,24 @@ psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.max_attempts" -c "ALTER SYSTE
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 
+echo "# phase 1l: a requests-per-minute limit holds for both workers together"
+# 120 uploads a minute: a bucket of 2, refilled 2 a second, shared by the two
+# workers.  Twelve uploads take at least 5 s, and no stretch of time sees
+# more than the bucket plus its refill (one more for clock jitter).
+curl -s -X POST "127.0.0.1:$LP/_reset" >/dev/null
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_requests_per_minute = 120" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload(format('p1l-%s.pdf', i), convert_to('%PDF-1.4 paced ' || i, 'UTF8')) FROM generate_series(1, 12) i" >/dev/null
+wait_settled p1l- 60; ok $? "the paced documents settled"
+times=$(jget "$(curl -s "127.0.0.1:$LP/_stats?times=1")" "d['upload_times']")
+is "$(python3 -c "import sys; t = eval(sys.argv[1]); r = 2.0; c = 2
+print(len(t), t[-1] - t[0] >= (len(t) - c) / r - 0.2,
+      max(j - i + 1 - (c + r * (t[j] - t[i])) for i in range(len(t)) for j in range(i, len(t))) <= 1)" "$times")" \
+   "12 True True" "12 uploads, paced at 2 a second after a burst of 2, never faster (checked from the fake's own times)"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1l-%' and status = 'complete'")" 12 "all complete"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_requests_per_minute = 0" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
 echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
 q "SELECT tvdb.upload('p1i-archive.zip', convert_to('PK not a document', 'UTF8'), 'application/zip')" >/dev/null
 wait_settled p1i-archive 40; ok $? "a type no parser reads settled"
