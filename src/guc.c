@@ -52,6 +52,9 @@ int			tvdb_retry_max_delay_ms = 60000;
 int			tvdb_max_attempts = 8;
 int			tvdb_alert_window_s = 300;
 int			tvdb_breaker_failures = 5;
+int			tvdb_max_job_retries = 3;
+int			tvdb_job_retry_delay_s = 60;
+int			tvdb_stuck_after_s = 3600;
 int			tvdb_breaker_cooldown_ms = 10000;
 int			tvdb_breaker_max_cooldown_ms = 300000;
 int			tvdb_llamaparse_rpm = 300;
@@ -483,6 +486,12 @@ tvdb_define_settings(void)
 			   &tvdb_max_attempts, 8, 1, 1000, PGC_SIGHUP, 0);
 	define_int("tvdb.alert_window", "How long alerts of one kind for one service add to one row's count.",
 			   &tvdb_alert_window_s, 300, 1, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("tvdb.max_job_retries", "How many times tvdb.retry_failed() retries a job that ran out of tries; then it is a dead letter.",
+			   &tvdb_max_job_retries, 3, 0, 1000, PGC_SIGHUP, 0);
+	define_int("tvdb.job_retry_delay", "How long tvdb.retry_failed() waits before a job's first retry (doubling for each one after).",
+			   &tvdb_job_retry_delay_s, 60, 0, 7 * 86400, PGC_SIGHUP, GUC_UNIT_S);
+	define_int("tvdb.stuck_after", "How long a job may stay in one working status before tvdb.reap_stuck() raises an alert.",
+			   &tvdb_stuck_after_s, 3600, 1, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S);
 	define_int("tvdb.breaker_failures", "Transient failures in a row that open a service's circuit.",
 			   &tvdb_breaker_failures, 5, 1, 10000, PGC_SIGHUP, 0);
 	define_int("tvdb.breaker_cooldown", "How long an opened circuit waits before its probe (doubling with each reopening).",

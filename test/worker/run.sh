@@ -12,6 +12,7 @@
 #  4. Callbacks as LlamaParse sends them, through tvdb-webhookd: a v1 push is
 #     applied without a fetch; a LlamaCloud event makes the worker poll at once.
 #  5. Mock mode: no network; same text gives the same vector.
+#  7. pg_cron runs tvdb.retry_failed() and tvdb.reap_stuck().
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -615,6 +616,24 @@ is "$(q "select next_poll_at > now() + interval '10 seconds' and lease_owner is 
          join upload_pipeline.upload_jobs u using (job_id) where j.filename = 'p6-poison.md'")" t \
    "its retry is not before the backoff, and nobody holds it"
 q "DROP TRIGGER poison ON upload_pipeline.document_chunks; DROP FUNCTION tvdb_test_poison()" >/dev/null
+
+echo "# phase 7: pg_cron runs the maintenance"
+# pg_cron lives in cron.database_name (postgres here): tvdb is installed there
+# too, and a job that ran out of tries an hour ago waits for tvdb.retry_failed().
+pq() { psql -X -q -At -v ON_ERROR_STOP=1 -d postgres -c "$1"; }
+pq "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_cron; CREATE EXTENSION IF NOT EXISTS tvdb CASCADE" >/dev/null
+cron_job=$(pq "SELECT tvdb.upload('cron.pdf', 'x')")
+pq "SELECT tvdb.transition('$cron_job', 'failed_parse', '{\"error\": \"HTTP 503 (gave up after 8 tries)\", \"class\": \"retries_exhausted\"}');
+    UPDATE upload_pipeline.upload_jobs SET status_changed_at = now() - interval '1 hour' WHERE job_id = '$cron_job'" >/dev/null
+is "$(pq "SELECT count(*) FROM tvdb.schedule_maintenance()") $(pq "SELECT count(*) FROM tvdb.schedule_maintenance()") $(pq "SELECT count(*) FROM cron.job WHERE jobname LIKE 'tvdb-%'")" \
+   "2 2 2" "tvdb.schedule_maintenance() makes two pg_cron jobs, and again changes nothing"
+for _ in $(seq 1 150); do [ "$(pq "SELECT status FROM upload_pipeline.upload_jobs WHERE job_id = '$cron_job'")" = uploaded ] && break; sleep 0.5; done
+is "$(pq "SELECT status || ' ' || attempts FROM upload_pipeline.upload_jobs WHERE job_id = '$cron_job'")" "uploaded 2" \
+   "within a minute or so pg_cron ran tvdb.retry_failed(): the job is retried"
+is "$(pq "SELECT count(DISTINCT j.jobname) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+          WHERE j.jobname LIKE 'tvdb-%' AND d.status = 'succeeded'")" 2 "both maintenance jobs ran and succeeded"
+is "$(pq "SELECT tvdb.unschedule_maintenance()") $(pq "SELECT count(*) FROM cron.job WHERE jobname LIKE 'tvdb-%'")" "2 0" \
+   "tvdb.unschedule_maintenance() removes them"
 
 psql -X -q -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
 echo "1..$n"
