@@ -2,8 +2,8 @@
  * circuit.c — per service (LlamaParse, OpenAI), shared by every worker
  * process: a circuit breaker and token buckets, in shared memory.
  *
- * Circuit: closed -> open after tvdb.breaker_failures transient failures
- * in a row; while open nothing is sent and the jobs wait in their status
+ * Circuit: closed -> open after tvdb.breaker_failures server errors or
+ * unanswered requests in a row (a 429 pauses the service instead); while open nothing is sent and the jobs wait in their status
  * (no try spent); after a cool-down (tvdb.breaker_cooldown, doubling with
  * each reopening up to tvdb.breaker_max_cooldown) it is half-open and lets
  * one probe through; the probe's success closes it, its failure reopens
@@ -267,8 +267,8 @@ tvdb_circuit_answer(int service, const char *kind, long retry_after_ms, const ch
 	Circuit    *c;
 	TimestampTz now = GetCurrentTimestamp();
 	int			changed = TVDB_CIRCUIT_NO_CHANGE;
-	bool		transient = strcmp(kind, "rate_limited") == 0 || strcmp(kind, "server_error") == 0 ||
-		strcmp(kind, "no_answer") == 0;
+	/* a 429 pauses the service (below) but says nothing of its health */
+	bool		transient = strcmp(kind, "server_error") == 0 || strcmp(kind, "no_answer") == 0;
 
 	if (circuits == NULL)
 		return changed;
@@ -299,7 +299,7 @@ tvdb_circuit_answer(int service, const char *kind, long retry_after_ms, const ch
 			changed = TVDB_CIRCUIT_OPEN;
 		}
 	}
-	else if (!transient && c->state != TVDB_CIRCUIT_BLOCKED)
+	else if (!transient && strcmp(kind, "rate_limited") != 0 && c->state != TVDB_CIRCUIT_BLOCKED)
 	{
 		/* the service answered (a success, or a refusal of one document) */
 		c->failures = 0;

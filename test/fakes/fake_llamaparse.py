@@ -567,6 +567,7 @@ class LlamaParseApp:
         self.prefix = (args.prefix or "").rstrip("/")
         self.knobs = fakecommon.Knobs({
             "api_key": None, "latency": 0.0, "error_rate": 0.0, "rate_limit_every": 0,
+            "rate_limit_rate": 0.0, "drop_rate": 0.0,
             "retry_after": 1.0, "parse_latency": 0.0, "parse_latency_per_page": 0.0,
             "fail_marker": "fail", "cancel_marker": "cancel", "partial_marker": "partial",
             "cancel_status": "CANCELLED", "poll_error_rate": 0.0, "credits_per_page": 1.0,
@@ -1020,6 +1021,12 @@ class Handler(fakecommon.BaseHandler):
         return self.v2_job(job)
 
     # ---- shared upload steps ---------------------------------------------------
+    def rate_limited(self):
+        """The storm's 429, as the service sends it (see throttled)."""
+        self.app.stats.inc("http", "429")
+        self.detail(429, "Rate limit exceeded. Please retry later.",
+                    {"Retry-After": str(max(0, math.ceil(self.app.knobs.get("retry_after"))))})
+
     def throttled(self, stat):
         """rate_limit_every / error_rate: answer 429 or 500 and return True."""
         app = self.app

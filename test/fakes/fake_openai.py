@@ -148,6 +148,7 @@ class OpenAIApp:
         self.prefix = (args.prefix or "").rstrip("/")
         self.knobs = fakecommon.Knobs({
             "api_key": None, "latency": 0.0, "error_rate": 0.0, "rate_limit_every": 0,
+            "rate_limit_rate": 0.0, "drop_rate": 0.0,
             "retry_after": 1.0, "fail_marker": "", "shuffle": False,
             "bytes_per_token": 4.0, "max_inputs": 2048, "max_input_tokens": 8192,
             "max_request_tokens": 300000, "rpm": 0, "tpm": 0,
@@ -265,6 +266,15 @@ class OpenAIApp:
 
 class Handler(fakecommon.BaseHandler):
     server_version = "fake-openai/1.0"
+
+    def rate_limited(self):
+        """The storm's 429, as OpenAI sends rate_limit_exceeded (see embeddings)."""
+        ra = self.app.knobs.get("retry_after")
+        self.app.stats.inc("embeddings", "429")
+        self.send_error_obj(APIError(429, "Rate limit reached for requests. Please try again in %s."
+                                     % fmt_duration(ra), etype="requests", code="rate_limit_exceeded",
+                                     headers={"retry-after": str(max(0, math.ceil(ra))),
+                                              "retry-after-ms": str(int(ra * 1000))}), {})
 
     def send_error_obj(self, err, extra):
         h = dict(extra)

@@ -210,6 +210,33 @@ class BaseHandler(BaseHTTPRequestHandler):
         body = json.dumps(obj, separators=(",", ":")).encode()
         self.send_raw(status, body, "application/json", headers)
 
+    def storm(self):
+        """The storm knobs, drawn for every API request: drop_rate closes the
+        connection with no answer at all; rate_limit_rate answers the
+        service's own 429 (rate_limited()).  True when the request was taken."""
+        k = self.app.knobs.snapshot()
+        drop, limit = k.get("drop_rate", 0.0), k.get("rate_limit_rate", 0.0)
+        if drop <= 0 and limit <= 0:
+            return False
+        with self.app.lock:
+            r = self.app.rng.random()
+        if r < drop:
+            self.app.stats.inc("faults", "dropped")
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return True
+        if r < drop + limit:
+            self.app.stats.inc("faults", "rate_limited")
+            self.rate_limited()
+            return True
+        return False
+
+    def rate_limited(self):  # pragma: no cover - overridden
+        self.send_json(429, {"detail": "rate limited"})
+
     def bearer(self):
         h = self.headers.get("Authorization") or ""
         if h[:7].lower() == "bearer " and h[7:].strip():
@@ -248,6 +275,8 @@ class BaseHandler(BaseHTTPRequestHandler):
                 return self.send_json(200, self.app.knobs.snapshot())
             if path == "/_health":
                 return self.send_json(200, {"ok": True, "name": self.app.name})
+            if self.storm():
+                return
             self.route(method, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True

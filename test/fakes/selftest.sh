@@ -221,6 +221,13 @@ jget FLD 'b["id"]'
 req GET "$LP/_stats?jobs=1"
 expect 200 '[j["fields"] for j in b["job_list"] if j["id"] == "'"$FLD"'"] == [{"language": ["en", "fr"], "language[]": ["de"], "parse_mode": "parse_page_with_agent", "output_tables_as_HTML": "true", "input_url": "", "webhook_configurations": "", "max_pages": "3"}] and b["jobs"] == 4 and b["uploads_refused"] == {"fields": 3, "file_type": 2, "file_size": 1}' \
     "/_stats?jobs=1 records the fields received; refused uploads created nothing, counted by reason"
+req POST "$LP/_control" -d '{"drop_rate": 1.0}'
+code=0; curl -s -o /dev/null "${A[@]}" "$V1/job/$TXT" || code=$?
+if [ "$code" = 52 ]; then ok "drop_rate 1: the connection closes with no answer (curl: empty reply)"; else notok "drop_rate 1: no answer" "curl exit $code"; fi
+req POST "$LP/_control" -d '{"drop_rate": 0, "rate_limit_rate": 1.0}'
+req GET "$V1/job/$TXT" "${A[@]}"
+expect 429 'b == {"detail": "Rate limit exceeded. Please retry later."}' "rate_limit_rate 1: the service's 429"
+req POST "$LP/_control" -d '{"rate_limit_rate": 0}'
 req GET "$LP/_stats?times=1"
 expect 200 '[t := b["upload_times"], len(t) == b["uploads"] and t == sorted(t) and t[-1] - t[0] < 600][-1]' \
     "/_stats?times=1 lists the arrival of every upload request, refused ones too"

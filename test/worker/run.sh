@@ -468,6 +468,44 @@ psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.llamaparse_options" -c "ALTER
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 
+echo "# phase 1s: a fault storm on both services"
+# 30 % 429 (Retry-After 1 s), 20 % 500, 5 % dropped connections, on every
+# request to either service; 200 documents.  Nobody calls anything: the
+# retry policy, the pauses and the circuits bring every one to complete.
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.max_attempts = 25" -c "ALTER SYSTEM SET tvdb.retry_max_delay = '5s'" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+for f in "$LP" "$OA"; do
+    curl -s -X POST "127.0.0.1:$f/_control" -d '{"rate_limit_rate": 0.3, "error_rate": 0.2, "drop_rate": 0.05, "retry_after": 1}' >/dev/null
+done
+storm_t0=$(date +%s.%N)
+upload_batch p1s 200
+wait_settled p1s- 600; ok $? "every storm document settled"
+storm_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$storm_t0" "$(date +%s.%N)")
+echo "# the storm's 200 documents took ${storm_s} s"
+is "$(q "select count(*) filter (where status = 'complete') || ' ' || count(*) filter (where status = 'failed_parse')
+          from tvdb.jobs where filename like 'p1s-%'")" "184 16" \
+   "all complete but the 16 named to fail at LlamaParse (and those with LlamaParse's reason)"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1s-%' and status = 'failed_parse' and last_error not like '%FAKE_PARSE_ERROR%'")" 0 \
+   "no document failed for the storm itself"
+is "$(q "select count(*) from (select c.document_id from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p1s-%' group by c.document_id having max(chunk_index) + 1 <> count(*) or count(*) filter (where c.embedding is null) > 0) s")" 0 \
+   "no chunk duplicated or missing, every chunk embedded"
+is "$(q "select count(*) from tvdb.jobs j where filename like 'p1s-%' and status = 'complete' and
+          (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+           where e.job_id = j.job_id and to_status is not null) <> '$expected_path'")" 0 \
+   "each complete job went through the nine states once"
+is "$(q "select count(*) filter (where http_status = 429) > 0 and count(*) filter (where http_status = 500) > 0
+               and count(*) filter (where http_status = 0) > 0 from upload_pipeline.usage u join tvdb.jobs j
+          on j.job_id = u.job_id or j.job_id = any(u.job_ids) where j.filename like 'p1s-%'")" t \
+   "the ledger shows 429s, 500s and unanswered requests"
+for f in "$LP" "$OA"; do
+    curl -s -X POST "127.0.0.1:$f/_control" -d '{"rate_limit_rate": 0, "error_rate": 0, "drop_rate": 0}' >/dev/null
+done
+psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.max_attempts" -c "ALTER SYSTEM RESET tvdb.retry_max_delay" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
 echo "# idle: no CPU"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 w=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
