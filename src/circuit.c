@@ -142,16 +142,18 @@ set_state(Circuit *c, TvdbCircuitState state, TimestampTz now)
  * May requests go to the service now, and how many?  limited: they count
  * against its request bucket.  0 when the circuit is open or blocked, the
  * service paused, or the bucket empty; 1 for a half-open circuit's probe
- * (taken by the caller's asking).  *due_ms: when to ask again, if 0.
+ * (taken by the caller's asking; *probe says so).  *due_ms: when to ask
+ * again, if 0.
  */
 int
-tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms)
+tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms, bool *probe)
 {
 	Circuit    *c;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = wanted;
 
 	*due_ms = 0;
+	*probe = false;
 	if (circuits == NULL)
 		return wanted;
 	c = &circuits->c[service];
@@ -180,6 +182,7 @@ tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms)
 	if (n > 0 && c->state != TVDB_CIRCUIT_CLOSED)
 	{
 		/* the one probe; if it is never answered, another after a request's timeout */
+		*probe = c->state == TVDB_CIRCUIT_OPEN;	/* the first probe of this opening */
 		set_state(c, TVDB_CIRCUIT_HALF_OPEN, now);
 		c->probe_at = now + (int64) (tvdb_http_timeout_ms + tvdb_connect_timeout_ms) * 1000;
 		n = 1;

@@ -115,7 +115,7 @@ typedef enum
 	TVDB_CIRCUIT_BLOCKED
 } TvdbCircuitState;
 extern void tvdb_circuit_init(void);
-extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms);
+extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms, bool *probe);
 extern bool tvdb_circuit_take(int service, bool limited, int64 tokens);
 extern void tvdb_circuit_probe_unused(int service);
 extern void tvdb_circuit_remaining(int service, long requests, long tokens);

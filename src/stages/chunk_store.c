@@ -207,7 +207,7 @@ chunk_run(List *works)
 			initStringInfo(&e);
 			appendStringInfoString(&e, "{\"error\": ");
 			escape_json(&e, err);
-			appendStringInfoChar(&e, '}');
+			appendStringInfoString(&e, ", \"class\": \"permanent\"}");	/* no retry gives it text */
 			bad_detail[n_bad] = DirectFunctionCall1(jsonb_in, CStringGetDatum(e.data));
 			bad_jobs[n_bad++] = job;
 		}

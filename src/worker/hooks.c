@@ -93,10 +93,17 @@ tvdb_write_alerts(void)
 int
 tvdb_send_allowance(const TvdbStage *s, int wanted, long *due_ms)
 {
+	bool		probe;
+	int			n;
+
 	*due_ms = 0;
 	if (!remote(s))
 		return wanted;
-	return tvdb_circuit_allowance(circuit_of(s), s->rate_limited, wanted, due_ms);
+	n = tvdb_circuit_allowance(circuit_of(s), s->rate_limited, wanted, due_ms, &probe);
+	if (probe)
+		queue_alert("circuit_half_open", "info", circuit_of(s),
+					psprintf("%s: one probe goes after the cool-down", tvdb_circuit_service_name(circuit_of(s))));
+	return n;
 }
 
 /* The allowance found nothing to send: an open circuit's probe goes back. */

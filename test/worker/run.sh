@@ -353,7 +353,7 @@ wait_settled p1k- 60; ok $? "after the outage every document settled"
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1k-%' and status = 'complete'") $(q "select state from tvdb.circuits where service = 'llamaparse'")" \
    "6 closed" "all six complete, and the circuit is closed again"
 is "$(q "select string_agg(kind, ',' order by kind) from upload_pipeline.alerts
-          where service = 'llamaparse' and kind like 'circuit%' and last_at >= '$k_start'")" "circuit_closed,circuit_opened" \
+          where service = 'llamaparse' and kind like 'circuit%' and last_at >= '$k_start'")" "circuit_closed,circuit_half_open,circuit_opened" \
    "the operator was told when it opened and when it closed"
 psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.breaker_failures" -c "ALTER SYSTEM RESET tvdb.breaker_cooldown" \
      -c "SELECT pg_reload_conf()" >/dev/null
