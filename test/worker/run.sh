@@ -8,6 +8,7 @@
 #     usage ledger against the fake servers' own request counts.
 #  2. 80 more with the fakes slowed down and a worker killed with kill -9
 #     mid-run: every document still ends complete or failed, no duplicates.
+#  2b. Five worker kills and two pg_ctl restart -m immediate in one run.
 #  3. SIGTERM with requests in flight: the worker is gone within a second.
 #  4. Callbacks as LlamaParse sends them, through tvdb-webhookd: a v1 push is
 #     applied without a fetch; a LlamaCloud event makes the worker poll at once.
@@ -538,6 +539,40 @@ is "$(q "select count(*) from (select c.document_id, max(chunk_index) + 1 = coun
 is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
           and operation = 'result' and http_status = 200 and error is null group by 1 having count(*) > 1) s")" 0 \
    "after the crash, no parse result was recorded twice"
+
+echo "# phase 2b: five worker kills and two immediate restarts during one run"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0.1}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0.1}' >/dev/null
+upload_batch p2b 120
+for i in 1 2 3 4 5; do
+    workers_up >/dev/null; sleep 0.7
+    victim=$(q "select pid from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$DB' limit 1")
+    [ -n "$victim" ] && kill -9 "$victim"
+    sleep 1; wait_ready >/dev/null
+done
+for i in 1 2; do
+    sleep 1.5
+    as_pg "$(pg_config --bindir)/pg_ctl" -D "$TVDB_PGDATA" -l "$PGHOST/server.log" -m immediate -w -t 60 restart >/dev/null 2>&1
+    wait_ready >/dev/null
+done
+ok $? "five workers killed with SIGKILL and two pg_ctl restart -m immediate, and the cluster is back"
+wait_settled p2b- 360; ok $? "every phase-2b document reached complete or a failure state"
+is "$(q "select count(*) filter (where status = 'complete') || ' ' || count(*) filter (where status = 'failed_parse')
+          from tvdb.jobs where filename like 'p2b-%'")" "110 10" "110 complete, the 10 named to fail failed: nothing lost"
+is "$(q "select count(*) from tvdb.jobs j where filename like 'p2b-%' and status = 'complete' and
+          (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+           where e.job_id = j.job_id and to_status is not null) <> '$expected_path'")" 0 \
+   "each complete job went through the nine states exactly once"
+is "$(q "select count(*) from (select c.document_id from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
+          where d.filename like 'p2b-%' group by c.document_id
+          having max(chunk_index) + 1 <> count(*) or count(*) filter (where c.embedding is null) > 0) s")" 0 \
+   "no chunk duplicated or missing, every chunk embedded"
+is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
+          and operation = 'result' and http_status = 200 and error is null group by 1 having count(*) > 1) s")" 0 \
+   "no parse result was recorded twice"
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 
 echo "# phase 3: SIGTERM with requests in flight"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 5}' >/dev/null
