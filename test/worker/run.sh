@@ -394,8 +394,21 @@ is "$(q "select status || ' ' || failure_class || ' ' || (last_error like 'HTTP 
                || ' ' || (select count(*) from upload_pipeline.events e where e.job_id = j.job_id and e.code = 'embedding_retry_scheduled')
           from tvdb.jobs j where filename = 'p1j-exhausted.md'")" "failed_embedding retries_exhausted true 3 2" \
    "after tvdb.max_attempts (3) tries, two of them retries, it fails with class retries_exhausted"
+# tvdb.retry_failed() (what pg_cron runs, phase 7) gives it one more visit
+# (tvdb.max_job_retries = 1); OpenAI still fails, so it then is a dead letter.
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.max_job_retries = 1" -c "ALTER SYSTEM SET tvdb.job_retry_delay = 0" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+is "$(q "select tvdb.retry_failed()")" 1 "tvdb.retry_failed() retries the exhausted document"
+wait_settled p1j- 60; ok $? "its second visit settled"
+is "$(q "select status || ' ' || attempts || ' ' || failure_class || ' ' || jsonb_array_length(errors)
+               || ' ' || (select count(*) from jsonb_array_elements(errors) x where x ->> 'status' = 'failed_embedding')
+          from tvdb.dead_letters where filename = 'p1j-exhausted.md'")" "failed_embedding 2 retries_exhausted 6 2" \
+   "out of retries it is a dead letter, with every error it met: 2 visits of 3 tries, each ending failed"
+is "$(q "select tvdb.retry_failed()")" 0 "tvdb.retry_failed() leaves a dead letter alone"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"error_rate": 0}' >/dev/null
 psql -X -q -d postgres -c "ALTER SYSTEM RESET tvdb.max_attempts" -c "ALTER SYSTEM RESET tvdb.retry_base_delay" \
+     -c "ALTER SYSTEM RESET tvdb.max_job_retries" -c "ALTER SYSTEM RESET tvdb.job_retry_delay" \
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 
