@@ -704,6 +704,7 @@ class LlamaParseApp:
             "http_429": http.get("429", 0),
             "http_500": http.get("500", 0),
             "webhooks": s.get("webhooks", {}),
+            "faults": s.get("faults", {}),
         }
         if "jobs=1" in raw_path.partition("?")[2].split("&"):
             out["job_list"] = [j.to_json(now) for j in jobs]
