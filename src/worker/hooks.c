@@ -211,10 +211,14 @@ tvdb_after_answer(TvdbWork *w)
 	{
 		service = circuit_of(w->stage);
 		tvdb_circuit_remaining(service, w->req->remaining_requests, w->req->remaining_tokens);
+		/* the error text is for failures only: a success builds none */
 		if (strcmp(kind, "success") != 0)
+		{
 			failure = tvdb_http_failure(w->req);
-		changed = tvdb_circuit_answer(service, kind, w->req->retry_after_ms,
-									  failure ? failure : psprintf("HTTP %ld", w->req->status));
+			if (failure == NULL)
+				failure = psprintf("HTTP %ld", w->req->status);
+		}
+		changed = tvdb_circuit_answer(service, kind, w->req->retry_after_ms, failure);
 		if (changed == TVDB_CIRCUIT_OPEN)
 			queue_alert("circuit_opened", "error", service,
 						psprintf("%s failed %d times in a row (last: %s, HTTP %ld): nothing is sent until a probe succeeds",
