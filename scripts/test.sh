@@ -4,7 +4,8 @@
 # a throwaway cluster, runs pg_regress (sql/, expected/), the isolation specs
 # (specs/), pgTAP (test/*.sql), tvdb-webhookd through curl (test/webhookd)
 # and the background worker against the fake servers (test/worker), stops
-# the cluster.  Exits non-zero on any failure.
+# the cluster.  Meanwhile pg_cron on a socket-only cluster of its own
+# (test/cron), which mostly waits for the minute.  Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$TVDB_ROOT"
@@ -17,7 +18,10 @@ bash test/chunker/run.sh || failed=1
 echo "== fake servers"
 bash test/fakes/selftest.sh || failed=1
 
-trap tvdb_cluster_stop EXIT
+cron_log=$(mktemp)
+bash test/cron/run.sh >"$cron_log" 2>&1 &
+cron_pid=$!
+trap 'tvdb_cluster_stop; kill $cron_pid 2>/dev/null; rm -f "$cron_log"' EXIT
 # Webhook tests in other sessions (pgTAP, tvdb-webhookd) sign with these; the
 # workers serve only tvdb_worker, which test/worker creates.
 tvdb_cluster_start "tvdb.webhook_secrets = 'tvdb-test-secret,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'" \
@@ -41,6 +45,9 @@ echo "== tvdb-webhookd"
 bash test/webhookd/run.sh || failed=1
 echo "== background worker"
 bash test/worker/run.sh || failed=1
+echo "== pg_cron on a socket-only cluster"
+wait $cron_pid || failed=1
+cat "$cron_log"
 
 if [ $failed -ne 0 ]; then echo "FAILED"; exit 1; fi
 echo "all tests passed"

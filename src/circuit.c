@@ -17,7 +17,8 @@
  * (for tokens: anything), and takes its full cost, so a large request may
  * leave the bucket in debt; the rate over time is what was set, with a
  * burst of at most a second's worth.  OpenAI's x-ratelimit-remaining-*
- * answers lower the buckets to what the service says is left.
+ * answers lower the buckets to what the service says is left, and pause
+ * the service until its x-ratelimit-reset-* when that is nothing.
  *
  * Without shared memory (the library not preloaded) nothing is limited
  * and the view shows no rows: no worker runs then either.
@@ -242,20 +243,29 @@ tvdb_circuit_probe_unused(int service)
 	SpinLockRelease(&circuits->mutex);
 }
 
-/* What the service said is left: the buckets hold no more than that. */
+/*
+ * What the service said is left: the buckets hold no more than that, and
+ * when nothing is left the whole service waits until it fills up again (its
+ * x-ratelimit-reset-*), rather than spend a request on a 429.
+ */
 void
-tvdb_circuit_remaining(int service, long requests, long tokens)
+tvdb_circuit_remaining(int service, const TvdbRemaining *left)
 {
 	Circuit    *c;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (circuits == NULL)
 		return;
 	c = &circuits->c[service];
 	SpinLockAcquire(&circuits->mutex);
-	if (requests >= 0)
-		c->requests = Min(c->requests, (double) requests);
-	if (tokens >= 0)
-		c->tokens = Min(c->tokens, (double) tokens);
+	if (left->requests >= 0)
+		c->requests = Min(c->requests, (double) left->requests);
+	if (left->tokens >= 0)
+		c->tokens = Min(c->tokens, (double) left->tokens);
+	if (left->requests == 0 && left->requests_reset_ms > 0)
+		c->paused_until = Max(c->paused_until, now + (int64) left->requests_reset_ms * 1000);
+	if (left->tokens == 0 && left->tokens_reset_ms > 0)
+		c->paused_until = Max(c->paused_until, now + (int64) left->tokens_reset_ms * 1000);
 	SpinLockRelease(&circuits->mutex);
 }
 

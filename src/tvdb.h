@@ -118,7 +118,15 @@ extern void tvdb_circuit_init(void);
 extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms, bool *probe);
 extern bool tvdb_circuit_take(int service, bool limited, int64 tokens);
 extern void tvdb_circuit_probe_unused(int service);
-extern void tvdb_circuit_remaining(int service, long requests, long tokens);
+/* what a service says is left of its rate limits; -1: not said */
+typedef struct TvdbRemaining
+{
+	long		requests;
+	long		tokens;
+	long		requests_reset_ms;
+	long		tokens_reset_ms;
+} TvdbRemaining;
+extern void tvdb_circuit_remaining(int service, const TvdbRemaining *left);
 extern int	tvdb_circuit_answer(int service, const char *kind, long retry_after_ms, const char *error);
 extern bool tvdb_circuit_reset(int service, bool blocked_only);
 extern const char *tvdb_circuit_service_name(int service);

@@ -107,6 +107,7 @@ CREATE FUNCTION tvdb.schedule_maintenance() RETURNS SETOF bigint
 AS $$
 DECLARE
     db text := current_database();
+    name text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'pg_cron is not installed in database "%"', db
@@ -117,6 +118,16 @@ BEGIN
                                 'SELECT cron.schedule_in_database(''tvdb-reap-stuck-%1$s'', ''* * * * *'', ''SELECT tvdb.reap_stuck()'', %2$L);',
                                 db, db);
     END IF;
+    -- pg_cron keeps the host and port a job was scheduled with (cron.host,
+    -- port): a job from before a change of either would never connect again.
+    FOR name IN EXECUTE
+        'SELECT jobname FROM cron.job WHERE jobname IN ($1, $2)
+            AND (nodename IS DISTINCT FROM $3 OR nodeport IS DISTINCT FROM $4)'
+        USING 'tvdb-retry-failed-' || db, 'tvdb-reap-stuck-' || db,
+              current_setting('cron.host', true), current_setting('port')::integer
+    LOOP
+        EXECUTE 'SELECT cron.unschedule($1)' USING name;
+    END LOOP;
     RETURN QUERY EXECUTE
         'SELECT cron.schedule_in_database($1, ''* * * * *'', ''SELECT tvdb.retry_failed()'', $3)
          UNION ALL

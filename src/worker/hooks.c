@@ -209,8 +209,11 @@ tvdb_after_answer(TvdbWork *w)
 	w->answer_kind = kind;
 	if (remote(w->stage))
 	{
+		TvdbRemaining left = {w->req->remaining_requests, w->req->remaining_tokens,
+							  w->req->reset_requests_ms, w->req->reset_tokens_ms};
+
 		service = circuit_of(w->stage);
-		tvdb_circuit_remaining(service, w->req->remaining_requests, w->req->remaining_tokens);
+		tvdb_circuit_remaining(service, &left);
 		/* the error text is for failures only: a success builds none */
 		if (strcmp(kind, "success") != 0)
 		{

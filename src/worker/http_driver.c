@@ -15,6 +15,8 @@
  */
 #include "worker/http_driver.h"
 
+#include <math.h>
+
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -120,10 +122,43 @@ count_value(const char *v)
 }
 
 /*
+ * A duration as OpenAI writes its x-ratelimit-reset-* values ("1s", "6m0s",
+ * "17.28s", "250ms", "1h2m3s"), in milliseconds; -1 if it is not one.
+ */
+static long
+duration_ms(const char *v)
+{
+	double		ms = 0;
+	bool		any = false;
+
+	while (*v)
+	{
+		char	   *end;
+		double		d = strtod(v, &end);
+
+		if (end == v || d < 0)
+			return -1;
+		if (strncmp(end, "ms", 2) == 0)
+			v = end + 2;
+		else if (*end == 'h' || *end == 'm' || *end == 's')
+		{
+			d *= *end == 'h' ? 3600e3 : *end == 'm' ? 60e3 : 1e3;
+			v = end + 1;
+		}
+		else
+			return -1;
+		ms += d;
+		any = true;
+	}
+	return (any && ms < 1e9) ? (long) ceil(ms) : -1;
+}
+
+/*
  * The headers that say when and whether to retry, as the official OpenAI
  * client reads them: retry-after-ms (milliseconds), retry-after (seconds, or
  * an HTTP date), x-should-retry (true / false); and what the service says is
- * left of its rate limits (x-ratelimit-remaining-requests / -tokens).  A
+ * left of its rate limits and when that fills up again
+ * (x-ratelimit-remaining-* / x-ratelimit-reset-*, requests and tokens).  A
  * callback of libcurl: it must not ereport, and its line is not
  * NUL-terminated.
  */
@@ -186,6 +221,10 @@ header_cb(char *line, size_t size, size_t nitems, void *userp)
 		req->remaining_requests = count_value(v);
 	else if (name_len == 28 && pg_strncasecmp(line, "x-ratelimit-remaining-tokens", 28) == 0)
 		req->remaining_tokens = count_value(v);
+	else if (name_len == 26 && pg_strncasecmp(line, "x-ratelimit-reset-requests", 26) == 0)
+		req->reset_requests_ms = duration_ms(v);
+	else if (name_len == 24 && pg_strncasecmp(line, "x-ratelimit-reset-tokens", 24) == 0)
+		req->reset_tokens_ms = duration_ms(v);
 	return n;
 }
 
@@ -251,6 +290,8 @@ tvdb_http_new(const char *url, void *owner)
 	req->should_retry = -1;
 	req->remaining_requests = -1;
 	req->remaining_tokens = -1;
+	req->reset_requests_ms = -1;
+	req->reset_tokens_ms = -1;
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);

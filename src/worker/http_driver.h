@@ -25,6 +25,8 @@ typedef struct TvdbHttp
 	int			should_retry;	/* x-should-retry: 1 true, 0 false, -1 not said */
 	long		remaining_requests; /* x-ratelimit-remaining-requests, or -1 */
 	long		remaining_tokens;	/* x-ratelimit-remaining-tokens, or -1 */
+	long		reset_requests_ms;	/* x-ratelimit-reset-requests, or -1 */
+	long		reset_tokens_ms;	/* x-ratelimit-reset-tokens, or -1 */
 	CURLcode	rc;
 	char		error[CURL_ERROR_SIZE];
 	double		latency_ms;

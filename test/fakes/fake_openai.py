@@ -152,7 +152,7 @@ class OpenAIApp:
             "retry_after": 1.0, "fail_marker": "", "shuffle": False,
             "bytes_per_token": 4.0, "max_inputs": 2048, "max_input_tokens": 8192,
             "max_request_tokens": 300000, "rpm": 0, "tpm": 0,
-            "retry_after_date": False, "should_retry": None,
+            "retry_after_date": False, "should_retry": None, "rate_window": 60.0,
         })
         for name, value in (("api_key", args.api_key), ("latency", args.latency),
                             ("error_rate", args.error_rate),
@@ -174,6 +174,7 @@ class OpenAIApp:
         self.max_tokens = 0
         self.window = collections.deque()  # (monotonic time, tokens) of accepted requests
         self.window_tokens = 0
+        self.times = []  # (time, tokens) of every accepted request (/_stats?times=1)
 
     def reset(self, knobs=False):
         with self.lock:
@@ -182,6 +183,7 @@ class OpenAIApp:
             self.rng = random.Random(self.seed)
             self.window.clear()
             self.window_tokens = 0
+            self.times = []
         self.stats.clear()
         if knobs:
             self.knobs.reset()
@@ -193,7 +195,7 @@ class OpenAIApp:
         s = self.stats.snapshot()
         by = s.get("embeddings", {})
         http = s.get("http", {})
-        return {
+        out = {
             "requests": sum(by.values()),
             "requests_by_status": by,
             "requests_ok": by.get("200", 0),
@@ -210,10 +212,16 @@ class OpenAIApp:
             "http_429": http.get("429", 0),
             "http_500": http.get("500", 0),
         }
+        if "times=1" in raw_path.partition("?")[2].split("&"):
+            with self.lock:
+                out["embedding_times"] = list(self.times)
+        return out
 
-    # sliding 60 s window for x-ratelimit-* (and rpm/tpm enforcement)
+    # sliding window (60 s, as the service's per-minute limits; shorter for
+    # quick tests) for x-ratelimit-* and rpm/tpm enforcement
     def _prune(self, now):
-        while self.window and self.window[0][0] <= now - 60.0:
+        span = self.knobs.get("rate_window")
+        while self.window and self.window[0][0] <= now - span:
             _, t = self.window.popleft()
             self.window_tokens -= t
 
@@ -225,7 +233,7 @@ class OpenAIApp:
             oldest = self.window[0][0] if self.window else now
         lim_r = k["rpm"] or DEFAULT_RPM
         lim_t = k["tpm"] or DEFAULT_TPM
-        reset = max(0.0, oldest + 60.0 - now) if used_r else 0.0
+        reset = max(0.0, oldest + k["rate_window"] - now) if used_r else 0.0
         return {
             "x-ratelimit-limit-requests": lim_r,
             "x-ratelimit-limit-tokens": lim_t,
@@ -245,12 +253,12 @@ class OpenAIApp:
                 if limit and used + want > limit:
                     # wait until enough of the window has expired
                     need = used + want - limit
-                    wait = 60.0
+                    wait = k["rate_window"]
                     acc = 0
                     for t0, tk in self.window:
                         acc += tk if kind == "tokens" else 1
                         if acc >= need:
-                            wait = max(0.001, t0 + 60.0 - now)
+                            wait = max(0.001, t0 + k["rate_window"] - now)
                             break
                     abbrev = "RPM" if kind == "requests" else "TPM"
                     raise APIError(
@@ -262,6 +270,7 @@ class OpenAIApp:
                                  "retry-after-ms": str(max(1, math.ceil(wait * 1000)))})
             self.window.append((now, tokens))
             self.window_tokens += tokens
+            self.times.append((round(time.time(), 6), tokens))
 
 
 class Handler(fakecommon.BaseHandler):

@@ -13,6 +13,7 @@
 #  4. Callbacks as LlamaParse sends them, through tvdb-webhookd: a v1 push is
 #     applied without a fetch; a LlamaCloud event makes the worker poll at once.
 #  5. Mock mode: no network; same text gives the same vector.
+#  1g-1s. The resilience drills: circuits, backoff, rate limits, storms.
 #  7. pg_cron runs tvdb.retry_failed() and tvdb.reap_stuck().
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
@@ -428,6 +429,42 @@ print(len(t), t[-1] - t[0] >= (len(t) - c) / r - 0.2,
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1l-%' and status = 'complete'")" 12 "all complete"
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.llamaparse_requests_per_minute = 0" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
+
+echo "# phase 1m: a tokens-per-minute limit, and what OpenAI says is left"
+# 30000 tokens a minute: a bucket of 500, refilled 500 a second, shared by the
+# two workers; four chunks to a request.  No stretch of time sees more
+# tokens sent before its last request than the bucket plus its refill.
+curl -s -X POST "127.0.0.1:$OA/_reset" >/dev/null
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.openai_tokens_per_minute = 30000" \
+     -c "ALTER SYSTEM SET tvdb.embedding_batch_inputs = 4" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+q "SELECT tvdb.upload(format('p1m-%s.md', i), convert_to(repeat(format(E'Paragraph %s of the paced tokens test, long enough to chunk.\n\n', i), 30), 'UTF8'))
+   FROM generate_series(1, 12) i" >/dev/null
+wait_settled p1m- 120; ok $? "the token-paced documents settled"
+times=$(jget "$(curl -s "127.0.0.1:$OA/_stats?times=1")" "d['embedding_times']")
+is "$(python3 -c "import sys; t = eval(sys.argv[1]); r = 500.0; c = 500
+ts = [x[0] for x in t]; tok = [x[1] for x in t]; total = sum(tok)
+worst = max(sum(tok[i:j]) - (c + r * (ts[j] - ts[i] + 0.2)) for i in range(len(t)) for j in range(i, len(t)))
+print(len(t) > 10, total > 5000, ts[-1] - ts[0] >= (total - c - max(tok)) / r - 0.5, worst <= 0)" "$times")" \
+   "True True True True" "over 5000 tokens in more than ten requests, paced at 500 a second after a burst of 500 (the fake's own times)"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1m-%' and status = 'complete'")" 12 "all complete"
+# The fake allows two requests in an 8 s window and says so in its
+# x-ratelimit-* headers.  After two, it says none is left, and when one
+# will be again: the third waits for that instead of spending a 429.
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.openai_tokens_per_minute = 0" \
+     -c "ALTER SYSTEM RESET tvdb.embedding_batch_inputs" -c "SELECT pg_reload_conf()" >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_reset" >/dev/null
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rpm": 2, "rate_window": 8}' >/dev/null
+sleep 0.5
+for d in a b c; do
+    q "SELECT tvdb.upload('p1m-left-$d.md', convert_to('Only a line for $d.', 'UTF8'))" >/dev/null
+    wait_settled p1m-left-$d 60
+done
+stats_oa=$(curl -s "127.0.0.1:$OA/_stats?times=1")
+is "$(jget "$stats_oa" "len(d['embedding_times']), d['http_429'], round(d['embedding_times'][2][0] - d['embedding_times'][0][0]) >= 7")" \
+   "(3, 0, True)" "the third request waited out the window the service named: no 429"
+is "$(q "select count(*) from tvdb.jobs where filename like 'p1m-left-%' and status = 'complete'")" 3 "all complete"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rpm": 0, "rate_window": 60}' >/dev/null
 
 echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
 q "SELECT tvdb.upload('p1i-archive.zip', convert_to('PK not a document', 'UTF8'), 'application/zip')" >/dev/null
