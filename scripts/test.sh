@@ -21,7 +21,7 @@ bash test/fakes/selftest.sh || failed=1
 cron_log=$(mktemp)
 bash test/cron/run.sh >"$cron_log" 2>&1 &
 cron_pid=$!
-trap 'tvdb_cluster_stop; kill $cron_pid 2>/dev/null; rm -f "$cron_log"' EXIT
+trap 'tvdb_cluster_stop; kill $cron_pid 2>/dev/null || true; rm -f "$cron_log"' EXIT
 # Webhook tests in other sessions (pgTAP, tvdb-webhookd) sign with these; the
 # workers serve only tvdb_worker, which test/worker creates.
 tvdb_cluster_start "tvdb.webhook_secrets = 'tvdb-test-secret,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'" \

@@ -378,6 +378,23 @@ SELECT tries FROM upload_pipeline.upload_jobs WHERE job_id = :'r3';
 UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'r3';
 SELECT tvdb._parse_polled(:'r3', 'regress', 200, '{"id": "pj-r3", "status": "PENDING"}', 3, NULL, NULL, 1000, 30000) AS outcome;
 SELECT tries, next_retry_at FROM upload_pipeline.upload_jobs WHERE job_id = :'r3';
+-- ... and so does one of a document's embedding batches, while others are still out.
+SELECT pg_temp.leased_job('r4.md') AS r4 \gset
+SELECT pg_temp.walk(:'r4', ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored',
+                                 'embedding_queued', 'embedding_in_progress']);
+INSERT INTO upload_pipeline.document_chunks (document_id, job_id, chunk_index, content, token_estimate, sha256)
+SELECT document_id, job_id, i, 'chunk ' || i, 2, encode(sha256(convert_to('chunk ' || i, 'UTF8')), 'hex')
+FROM upload_pipeline.upload_jobs, generate_series(0, 1) i WHERE job_id = :'r4';
+SELECT tvdb._embeddings_received('regress', ARRAY[:'r4'::uuid], ARRAY[document_id], ARRAY[0], 500,
+         '{"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}',
+         40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
+FROM upload_pipeline.upload_jobs WHERE job_id = :'r4';
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'r4';
+SELECT tvdb._embeddings_received('regress', ARRAY[:'r4'::uuid], ARRAY[document_id], ARRAY[0], 200,
+         '{"data": [{"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 2}}',
+         40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
+FROM upload_pipeline.upload_jobs WHERE job_id = :'r4';
+SELECT status, tries, next_retry_at FROM upload_pipeline.upload_jobs WHERE job_id = :'r4';
 -- Leaving a failure by a retry edge clears its class.
 SELECT tvdb.transition(:'r1', 'uploaded');
 SELECT status, attempts, tries, failure_class FROM tvdb.jobs WHERE job_id = :'r1';

@@ -223,6 +223,9 @@ DECLARE
     ready uuid[];
     details jsonb[];
 BEGIN
+    -- an answer is a success: the failed tries of these jobs start over
+    UPDATE upload_pipeline.upload_jobs u SET tries = 0, next_retry_at = NULL
+    WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.tries > 0;
     SELECT array_agg(u.j), array_agg(jsonb_build_object('chunks',
                (SELECT count(*) FROM upload_pipeline.document_chunks c WHERE c.job_id = u.j)))
     INTO ready, details
