@@ -78,3 +78,5 @@ psql -c "SELECT d.filename, c.chunk_index, c.token_estimate AS tokens,
          ORDER BY d.filename, c.chunk_index"
 echo "== usage"
 psql -c "SELECT * FROM tvdb.usage_summary ORDER BY service, operation"
+echo "== cost of each document (USD; mock mode is free)"
+psql -c "SELECT filename, llamaparse_usd, openai_usd, cost_usd, by_operation FROM tvdb.document_costs ORDER BY filename"

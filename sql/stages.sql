@@ -390,6 +390,9 @@ SELECT tvdb._embeddings_received('regress', ARRAY[:'r4'::uuid], ARRAY[document_i
          40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome
 FROM upload_pipeline.upload_jobs WHERE job_id = :'r4';
 UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'r4';
+-- (looking for finished jobs is no success: the tries stay)
+SELECT tvdb._finish_embeddings(ARRAY[:'r4'::uuid], 'regress') AS finished;
+SELECT tries AS tries_after_a_look FROM upload_pipeline.upload_jobs WHERE job_id = :'r4';
 SELECT tvdb._embeddings_received('regress', ARRAY[:'r4'::uuid], ARRAY[document_id], ARRAY[0], 200,
          '{"data": [{"index": 0, "embedding": [1, 0, 0]}], "usage": {"prompt_tokens": 2}}',
          40, NULL, NULL, 3, 'text-embedding-3-small') AS outcome

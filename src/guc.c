@@ -67,6 +67,8 @@ int64		tvdb_llamaparse_max_file_bytes = INT64CONST(512) * 1024 * 1024;
 static int	llamaparse_max_file_mb = 512;
 char	   *tvdb_llamaparse_options = NULL;
 double		tvdb_llamaparse_usd_per_1000_credits = 1.25;
+double		tvdb_budget_throttle_at = 0;
+int			tvdb_budget_throttle_rpm = 60;
 int			tvdb_embedding_batch_inputs = 2048;
 int			tvdb_embedding_batch_tokens = 300000;
 
@@ -540,6 +542,11 @@ tvdb_define_settings(void)
 							 "Embedding prices per model and credits per page per mode are in upload_pipeline.embedding_prices and parse_prices.",
 							 &tvdb_llamaparse_usd_per_1000_credits, 1.25, 0, 1e6,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("tvdb.budget_throttle_at", "Share of a budget above which its service is slowed down (0: never).",
+							 "Above it, a service covered by the budget sends at most tvdb.budget_throttle_rpm requests a minute.",
+							 &tvdb_budget_throttle_at, 0, 0, 1, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	define_int("tvdb.budget_throttle_rpm", "Requests a minute to a service whose budget is above tvdb.budget_throttle_at.",
+			   &tvdb_budget_throttle_rpm, 60, 1, 1000000, PGC_SIGHUP, 0);
 	define_int("tvdb.embedding_batch_inputs", "Most inputs in one embeddings request.",
 			   &tvdb_embedding_batch_inputs, 2048, 1, 2048, PGC_SIGHUP, 0);
 	define_int("tvdb.embedding_batch_tokens", "Most tokens (bounded by UTF-8 bytes) in one embeddings request.",

@@ -142,6 +142,8 @@ typedef enum
 	TVDB_ROUTE_LOCAL,
 	TVDB_ROUTE_REFUSED
 } TvdbParseRoute;
+/* the pages LlamaParse is expected to bill for a file (page_estimate.c) */
+extern int	tvdb_estimate_pages(const char *data, size_t len);
 extern TvdbParseRoute tvdb_parse_route(const char *filename, const char *mime_type, int64 size_bytes,
 									   char **reason);
 extern char *tvdb_parse_locally_problem(const char *list);

@@ -20,7 +20,12 @@ CREATE TABLE upload_pipeline.usage (
     cost_usd      numeric NOT NULL DEFAULT 0,
     error         text,
     model         text,
-    credits       numeric
+    credits       numeric,
+    state         text NOT NULL DEFAULT 'answered' CHECK (state IN ('sent', 'answered', 'unknown')),
+    estimated_usd numeric,
+    reserved_usd  numeric NOT NULL DEFAULT 0 CHECK (reserved_usd >= 0),
+    owner         text,
+    job_tokens    bigint[]
 );
 COMMENT ON TABLE upload_pipeline.usage IS
     'the usage ledger: one row per external request (or mock step), with its cost in USD';
@@ -28,6 +33,14 @@ COMMENT ON COLUMN upload_pipeline.usage.model IS 'the embedding model, LlamaPars
 COMMENT ON COLUMN upload_pipeline.usage.credits IS 'the LlamaParse credits the service reported for the job, when it did';
 COMMENT ON COLUMN upload_pipeline.usage.job_ids IS 'every job a batched request served (embeddings)';
 COMMENT ON COLUMN upload_pipeline.usage.http_status IS '0 when no HTTP response arrived (timeout, connection refused)';
+COMMENT ON COLUMN upload_pipeline.usage.state IS
+    'sent: written before the request went, no answer yet; answered; unknown: no answer will come (timeout, crash)';
+COMMENT ON COLUMN upload_pipeline.usage.estimated_usd IS 'what the request was expected to cost when it was sent';
+COMMENT ON COLUMN upload_pipeline.usage.reserved_usd IS
+    'what is held against budgets beyond cost_usd: the estimate while the outcome is unknown, or a LlamaParse upload''s until its parse is settled';
+COMMENT ON COLUMN upload_pipeline.usage.owner IS 'the worker that sent the request';
+COMMENT ON COLUMN upload_pipeline.usage.job_tokens IS 'a batch''s estimated input tokens per job of job_ids: each job''s share of its cost';
+CREATE INDEX usage_sent_idx ON upload_pipeline.usage (owner) WHERE state = 'sent';
 CREATE INDEX usage_ts_idx ON upload_pipeline.usage (ts);
 CREATE INDEX usage_job_idx ON upload_pipeline.usage (job_id);
 SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.usage', '');
@@ -35,10 +48,14 @@ SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.usage', '');
 CREATE VIEW tvdb.usage_summary AS
     SELECT service, operation, count(*) AS requests,
            count(*) FILTER (WHERE http_status BETWEEN 200 AND 299) AS succeeded,
+           count(*) FILTER (WHERE state = 'sent') AS in_flight,
+           count(*) FILTER (WHERE state = 'unknown') AS unknown,
            sum(pages) AS pages, sum(prompt_tokens) AS prompt_tokens,
-           sum(cost_usd) AS cost_usd, round(avg(latency_ms)::numeric, 1) AS avg_latency_ms
+           sum(cost_usd) AS cost_usd, sum(reserved_usd) AS reserved_usd,
+           round(avg(latency_ms)::numeric, 1) AS avg_latency_ms
     FROM upload_pipeline.usage GROUP BY service, operation;
-COMMENT ON VIEW tvdb.usage_summary IS 'requests, pages, tokens and cost by service and operation';
+COMMENT ON VIEW tvdb.usage_summary IS
+    'requests (in flight, of unknown outcome), pages, tokens, cost and what is still reserved, by service and operation';
 
 -- Claim up to n due jobs in one status: the lease is the claim, SKIP LOCKED
 -- keeps workers off each other's rows.  Due jobs come first in the
@@ -223,9 +240,6 @@ DECLARE
     ready uuid[];
     details jsonb[];
 BEGIN
-    -- an answer is a success: the failed tries of these jobs start over
-    UPDATE upload_pipeline.upload_jobs u SET tries = 0, next_retry_at = NULL
-    WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.tries > 0;
     SELECT array_agg(u.j), array_agg(jsonb_build_object('chunks',
                (SELECT count(*) FROM upload_pipeline.document_chunks c WHERE c.job_id = u.j)))
     INTO ready, details
@@ -240,6 +254,18 @@ BEGIN
 END
 $$;
 
+-- A batch of embeddings stored: a success, so its jobs' failed tries start
+-- over; those with every chunk embedded move on.
+CREATE FUNCTION tvdb._embeddings_stored(jobs uuid[], owner text) RETURNS integer
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE upload_pipeline.upload_jobs u SET tries = 0, next_retry_at = NULL
+    WHERE u.job_id = ANY(jobs) AND u.lease_owner = owner AND u.tries > 0;
+    RETURN tvdb._finish_embeddings(jobs, owner);
+END
+$$;
+
 REVOKE ALL ON FUNCTION tvdb._claim(text, text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._release(uuid, text, interval, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FROM PUBLIC;
@@ -250,6 +276,8 @@ REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, dou
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed_all(uuid[], text, text[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._finish_embeddings(uuid[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._embeddings_stored(uuid[], text) FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._embeddings_stored(uuid[], text) IS 'internal (worker): a batch''s vectors stored: its jobs'' tries start over, finished ones move on';
 REVOKE ALL ON FUNCTION tvdb._next_due_ms() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) FROM PUBLIC;
 COMMENT ON FUNCTION tvdb._hold_back(uuid, text, text, text, boolean, integer) IS 'internal (worker): give back, or after repeated failures fail, a job whose work could not be recorded';

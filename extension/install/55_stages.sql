@@ -398,7 +398,7 @@ BEGIN
                  LATERAL (SELECT (d.value ->> 'index')::integer + 1 AS i) ix
             WHERE c.document_id = documents[ix.i] AND c.chunk_index = chunks[ix.i]
               AND c.job_id = jobs[ix.i];
-            PERFORM tvdb._finish_embeddings(all_jobs, owner);
+            PERFORM tvdb._embeddings_stored(all_jobs, owner);
             RETURN 'done';
         END IF;
         msg := 'OpenAI answer does not match the request: ' || bad;

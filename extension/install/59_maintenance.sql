@@ -62,6 +62,7 @@ BEGIN
         WHERE u.lease_expires_at < now()
         RETURNING u.job_id)
     SELECT count(*) INTO leases_reaped FROM reaped;
+    PERFORM tvdb._requests_lost();
     IF leases_reaped > 0 THEN
         PERFORM tvdb._alert('lease_reaped', 'warn', NULL, NULL,
                             format('%s lapsed leases given back (a worker stopped while it held them)', leases_reaped),

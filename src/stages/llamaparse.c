@@ -301,6 +301,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 		w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
 		content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
 		w->jobs[0] = MemoryContextStrdup(w->cxt, tvdb_spi_text(i, 1));
+		w->est_pages = tvdb_estimate_pages(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
 		w->req = new_request(w, V2 ? "/api/v2/parse/upload" : "/api/v1/parsing/upload");
 		old = MemoryContextSwitchTo(w->cxt);
 		tvdb_http_form_file(w->req, "file", tvdb_spi_text(i, 2), tvdb_spi_text(i, 3),

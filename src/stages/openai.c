@@ -22,6 +22,7 @@ typedef struct Batch
 	char	  **jobs;
 	char	  **docs;
 	int		   *chunk;
+	int		   *lens;			/* each input's UTF-8 bytes */
 	char	  **texts;			/* mock mode only: the texts themselves */
 	StringInfoData input;		/* JSON array of the texts */
 	size_t		bytes;
@@ -72,6 +73,7 @@ new_batch_work(const TvdbStage *s, const char *owner, MemoryContext cxt)
 	b->jobs = palloc(sizeof(char *) * b->cap);
 	b->docs = palloc(sizeof(char *) * b->cap);
 	b->chunk = palloc(sizeof(int) * b->cap);
+	b->lens = palloc(sizeof(int) * b->cap);
 	if (s->service == TVDB_SERVICE_MOCK)
 		b->texts = palloc(sizeof(char *) * b->cap);
 	initStringInfo(&b->input);
@@ -81,7 +83,10 @@ new_batch_work(const TvdbStage *s, const char *owner, MemoryContext cxt)
 	return w;
 }
 
-/* The batch is complete: close its input and list the jobs it serves. */
+/*
+ * The batch is complete: close its input and list the jobs it serves, with
+ * each one's estimated tokens (its share of the request's cost).
+ */
 static List *
 close_batch(List *works, TvdbWork *w, MemoryContext cxt)
 {
@@ -90,9 +95,13 @@ close_batch(List *works, TvdbWork *w, MemoryContext cxt)
 
 	appendStringInfoChar(&b->input, ']');
 	w->jobs = palloc(sizeof(char *) * Max(b->n, 1));
+	w->job_tokens = palloc0(sizeof(int64) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
+	{
 		if (i == 0 || strcmp(b->jobs[i], b->jobs[i - 1]) != 0)
 			w->jobs[w->njobs++] = b->jobs[i];	/* the chunks come ordered by job */
+		w->job_tokens[w->njobs - 1] += b->lens[i] / Max(tvdb_chunk_bytes_per_token, 1) + 1;
+	}
 	MemoryContextSwitchTo(old);
 	return tvdb_work_append(works, w, cxt);
 }
@@ -110,6 +119,7 @@ add_input(TvdbWork *w, uint64 row, const char *content, size_t len)
 		b->jobs = repalloc(b->jobs, sizeof(char *) * b->cap);
 		b->docs = repalloc(b->docs, sizeof(char *) * b->cap);
 		b->chunk = repalloc(b->chunk, sizeof(int) * b->cap);
+		b->lens = repalloc(b->lens, sizeof(int) * b->cap);
 		if (b->texts)
 			b->texts = repalloc(b->texts, sizeof(char *) * b->cap);
 	}
@@ -118,6 +128,7 @@ add_input(TvdbWork *w, uint64 row, const char *content, size_t len)
 	b->jobs[b->n] = pstrdup(tvdb_spi_text(row, 1));
 	b->docs[b->n] = pstrdup(tvdb_spi_text(row, 2));
 	b->chunk[b->n] = DatumGetInt32(tvdb_spi_datum(row, 3, &isnull));
+	b->lens[b->n] = (int) len;
 	if (b->n > 0)
 		appendStringInfoChar(&b->input, ',');
 	escape_json(&b->input, content);
@@ -278,7 +289,7 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 				 "inputs => $4, prompt_tokens => $5, cost_usd => tvdb._openai_cost($5, $6), model => $6)",
 				 7, utypes, uvalues, unulls, SPI_OK_SELECT);
 	uvalues[1] = CStringGetTextDatum(w->owner);
-	tvdb_spi_run("SELECT tvdb._finish_embeddings($1, $2)", 2, ftypes, uvalues, NULL, SPI_OK_SELECT);
+	tvdb_spi_run("SELECT tvdb._embeddings_stored($1, $2)", 2, ftypes, uvalues, NULL, SPI_OK_SELECT);
 }
 
 /* ---- embed: OpenAI ---- */

@@ -3,17 +3,20 @@
  * what is due, and records what came back.  It owns the order of the
  * worker's transactions:
  *
- *  - a claim commits before any of its requests is sent;
+ *  - a claim commits before any of its requests is sent, with each
+ *    request's ledger row (ledger.c);
  *  - the answers that arrive together are recorded in one transaction, a
  *    subtransaction each (or one for all of a stage's commonest answers);
  *  - a follow-up request (the result fetch after a finished poll) starts
- *    only after the transaction that decided it has committed.
+ *    only after the transaction that decided it, and wrote its ledger row,
+ *    has committed.
  *
  * An answer or a unit of local work that cannot be recorded holds back only
  * its own job, and never forever (tvdb._hold_back); the request's ledger
  * row is written even then.
  */
 #include "worker/dispatch.h"
+#include "worker/ledger.h"
 #include "worker/stage.h"
 #include "worker/xact.h"
 
@@ -35,20 +38,6 @@ tvdb_dispatch_init(void)
 										 ALLOCSET_DEFAULT_SIZES);
 }
 
-static const char *
-service_name(TvdbService s)
-{
-	switch (s)
-	{
-		case TVDB_SERVICE_LLAMAPARSE:
-			return "llamaparse";
-		case TVDB_SERVICE_OPENAI:
-			return "openai";
-		default:
-			return "mock";
-	}
-}
-
 /* The request's row in the usage ledger, when its outcome could not be recorded. */
 static void
 record_usage(TvdbWork *w, const char *error)
@@ -57,7 +46,7 @@ record_usage(TvdbWork *w, const char *error)
 	Datum		values[7];
 	char		nulls[7] = "       ";
 
-	values[0] = CStringGetTextDatum(service_name(w->stage->service));
+	values[0] = CStringGetTextDatum(tvdb_service_name(w->stage->service));
 	values[1] = CStringGetTextDatum(w->stage->operation);
 	if (w->njobs == 1)
 	{
@@ -98,7 +87,10 @@ hold_back_fn(void *arg)
 	bool		permanent = h->err && ERRCODE_TO_CATEGORY(h->err->sqlerrcode) == ERRCODE_DATA_EXCEPTION;
 
 	if (w->req != NULL)
+	{
+		tvdb_ledger_current(w);
 		record_usage(w, psprintf("answer not recorded: %s", message));
+	}
 	values[1] = CStringGetTextDatum(w->owner);
 	values[2] = CStringGetTextDatum(tvdb_status_name(w->stage->fails_to));
 	values[3] = CStringGetTextDatum(message);
@@ -128,6 +120,7 @@ release_fn(void *arg)
 	TvdbWork   *w = arg;
 	Datum		values[2] = {0, CStringGetTextDatum(w->owner)};
 
+	tvdb_ledger_unsent(w);
 	for (int i = 0; i < w->njobs; i++)
 	{
 		values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(w->jobs[i]));
@@ -164,9 +157,25 @@ claim_fn(void *arg)
 {
 	Claim	   *c = arg;
 
+	List	   *going = NIL;
+	ListCell   *lc;
+	MemoryContext old;
+
 	c->works = c->s->claim(c->owner, c->n, c->cxt);
 	if (c->s->run && c->works != NIL)
 		c->s->run(c->works);
+	/* each request's ledger row, and its budgets' room: a refused one stays */
+	foreach(lc, c->works)
+	{
+		TvdbWork   *w = lfirst(lc);
+
+		if (w->req != NULL && !tvdb_ledger_sent(w))
+			continue;
+		old = MemoryContextSwitchTo(c->cxt);
+		going = lappend(going, w);
+		MemoryContextSwitchTo(old);
+	}
+	c->works = going;
 }
 
 static void
@@ -315,6 +324,7 @@ record_fn(void *arg)
 {
 	TvdbWork   *w = arg;
 
+	tvdb_ledger_current(w);
 	w->stage->record(w);
 }
 
@@ -341,6 +351,7 @@ record_all_fn(void *arg)
 {
 	Deferred   *d = arg;
 
+	tvdb_ledger_current(NULL);
 	d->s->record_all(d->works);
 }
 
@@ -349,12 +360,13 @@ usage_only_fn(void *arg)
 {
 	ListCell   *lc;
 
+	tvdb_ledger_current(NULL);
 	foreach(lc, (List *) arg)
 		record_usage(lfirst(lc), "outcome not recorded: the worker's transaction failed");
 }
 
-/* The follow-up of a recorded answer, after its transaction committed. */
-static void
+/* The follow-up of a recorded answer: built now, sent once its transaction commits. */
+static TvdbWork *
 follow_up(TvdbWork *w)
 {
 	const TvdbStage *next = w->stage->next;
@@ -365,7 +377,40 @@ follow_up(TvdbWork *w)
 	if (w->parse_job_id)
 		f->parse_job_id = MemoryContextStrdup(f->cxt, w->parse_job_id);
 	next->request(f);
-	send_work(f);
+	return f;
+}
+
+typedef struct FollowUps
+{
+	List	   *works;			/* the recorded works */
+	List	   *follows;		/* their follow-ups, each with its ledger row */
+	MemoryContext cxt;			/* where the list lives */
+} FollowUps;
+
+static void
+follow_ups_fn(void *arg)
+{
+	FollowUps  *fu = arg;
+	ListCell   *lc;
+
+	foreach(lc, fu->works)
+	{
+		TvdbWork   *w = lfirst(lc);
+		TvdbWork   *f;
+		MemoryContext old;
+
+		if (!w->follow)
+			continue;
+		f = follow_up(w);
+		if (!tvdb_ledger_sent(f))
+		{
+			MemoryContextDelete(f->cxt);	/* its job waits for the budget */
+			continue;
+		}
+		old = MemoryContextSwitchTo(fu->cxt);
+		fu->follows = lappend(fu->follows, f);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -378,6 +423,7 @@ tvdb_record_answers(List *finished)
 	Deferred	deferred[8];
 	int			nd = 0;
 	List	   *works = NIL;
+	FollowUps	fu = {NIL, NIL, NULL};
 	ListCell   *lc;
 
 	foreach(lc, finished)
@@ -387,6 +433,9 @@ tvdb_record_answers(List *finished)
 		tvdb_after_answer(w);
 		works = lappend(works, w);
 	}
+	fu.works = works;
+	fu.cxt = CurrentMemoryContext;
+	tvdb_ledger_recording(works);
 
 	tvdb_batch_begin("tvdb: recording answers");
 	foreach(lc, works)
@@ -420,18 +469,25 @@ tvdb_record_answers(List *finished)
 	}
 	if (tvdb_alerts_pending())
 		tvdb_in_xact("tvdb: writing alerts", write_alerts_fn, NULL, NULL);
+	if (!tvdb_in_xact("tvdb: writing follow-ups' ledger rows", follow_ups_fn, &fu, NULL))
+	{
+		foreach(lc, fu.follows)
+			MemoryContextDelete(((TvdbWork *) lfirst(lc))->cxt);
+		fu.follows = NIL;
+	}
 	if (tvdb_batch_end())
 	{
-		foreach(lc, works)
-		{
-			TvdbWork   *w = lfirst(lc);
-
-			if (w->follow)
-				follow_up(w);
-		}
+		foreach(lc, fu.follows)
+			send_work(lfirst(lc));
 	}
 	else
+	{
+		foreach(lc, fu.follows)
+			MemoryContextDelete(((TvdbWork *) lfirst(lc))->cxt);
 		tvdb_in_xact("tvdb: recording usage", usage_only_fn, works, NULL);
+	}
+	tvdb_ledger_recording(NIL);
 	foreach(lc, works)
 		MemoryContextDelete(((TvdbWork *) lfirst(lc))->cxt);
+	list_free(fu.follows);
 }

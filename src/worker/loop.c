@@ -92,7 +92,8 @@ next_due_ms(void)
 
 /*
  * After a crash every worker is new: leases held by workers that no longer
- * exist are given back at once instead of waiting for them to expire.
+ * exist are given back at once instead of waiting for them to expire, and
+ * the requests they sent are of unknown outcome.
  */
 static void
 release_dead_leases_fn(void *arg)
@@ -103,6 +104,8 @@ release_dead_leases_fn(void *arg)
 					 "(SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'tvdb worker' "
 					 " AND j.lease_owner LIKE '% pid ' || a.pid)",
 					 0, NULL, NULL, NULL, SPI_OK_UPDATE);
+	if (OidIsValid(get_extension_oid("tvdb", true)))
+		tvdb_spi_run("SELECT tvdb._requests_lost()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 }
 
 /* Settings that disagree are named at start and after each reload. */

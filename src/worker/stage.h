@@ -62,6 +62,9 @@ typedef struct TvdbWork
 	const char *answer_kind;	/* and its finer kind, for the SQL (tvdb._answer_class) */
 	bool		follow;			/* recording asks for stage->next's request */
 	int64		cost_tokens;	/* OpenAI: the input tokens it sends (for the bucket) */
+	int			est_pages;		/* LlamaParse uploads: the pages it is expected to bill */
+	int64		usage_id;		/* its ledger row, written before it is sent (0: none) */
+	int64	   *job_tokens;		/* batches: each job's estimated tokens, or NULL */
 } TvdbWork;
 
 struct TvdbStage

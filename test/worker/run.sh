@@ -178,6 +178,15 @@ is "$(q "select sum(prompt_tokens) from upload_pipeline.usage where service = 'o
 is "$(q "select sum(inputs) from upload_pipeline.usage where service = 'openai' and http_status = 200")" \
    "$(q "select count(*) from upload_pipeline.document_chunks")" "usage: one embedding input per chunk"
 is "$(q "select bool_and(cost_usd > 0) from upload_pipeline.usage where service = 'openai'")" t "usage: embedding cost recorded"
+is "$(q "select count(*) filter (where state <> 'answered') || ' ' || bool_and(estimated_usd is not null) || ' ' || sum(reserved_usd)
+          from upload_pipeline.usage where service in ('llamaparse', 'openai')")" "0 true 0" \
+   "usage: every request had its row, with an estimate, before it went; all answered, nothing still reserved"
+is "$(q "select abs(sum(estimated_usd) - sum(cost_usd)) <= 0.1 * sum(cost_usd) from upload_pipeline.usage where service = 'openai'")" t \
+   "usage: OpenAI's estimates were within 10 % of the actual cost"
+is "$(q "select abs((select sum(cost_usd) from tvdb.document_costs) - (select sum(cost_usd) from upload_pipeline.usage)) < 1e-6
+               and (select count(*) from tvdb.document_costs c join tvdb.jobs j using (document_id)
+                    where j.filename like 'p1-%' and j.status = 'complete' and c.openai_usd > 0) = 110")" t \
+   "cost per document: shares of batched requests add up to the ledger's total; every complete document has its embedding cost"
 is "$(q "select count(*) filter (where u.service = 'local' and u.operation = 'parse' and u.cost_usd = 0)
                || ' ' || count(*) filter (where u.service = 'llamaparse')
           from upload_pipeline.usage u join tvdb.jobs j using (job_id)
@@ -593,6 +602,8 @@ echo "# phase 2b: five worker kills and two immediate restarts during one run"
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0.1}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0.1}' >/dev/null
+curl -s -X POST "127.0.0.1:$LP/_reset" >/dev/null; curl -s -X POST "127.0.0.1:$OA/_reset" >/dev/null
+t2b=$(q "select clock_timestamp()")
 upload_batch p2b 120
 for i in 1 2 3 4 5; do
     workers_up >/dev/null; sleep 0.7
@@ -620,6 +631,16 @@ is "$(q "select count(*) from (select c.document_id from upload_pipeline.documen
 is "$(q "select count(*) from (select job_id from upload_pipeline.usage where service = 'llamaparse'
           and operation = 'result' and http_status = 200 and error is null group by 1 having count(*) > 1) s")" 0 \
    "no parse result was recorded twice"
+# Every request has its ledger row before it is sent: after the crashes the
+# ledger holds exactly the requests the fakes received, and those whose
+# answers died with their worker are of unknown outcome, not in flight.
+ledger() { q "select count(*) from upload_pipeline.usage where service = '$1' and operation = '$2' and ts >= '$t2b'"; }
+stats_lp=$(curl -s "127.0.0.1:$LP/_stats"); stats_oa=$(curl -s "127.0.0.1:$OA/_stats")
+is "$(ledger llamaparse upload) $(ledger llamaparse job_status) $(ledger llamaparse result) $(ledger openai embeddings)" \
+   "$(jget "$stats_lp" "d['uploads']") $(jget "$stats_lp" "d['job_polls']") $(jget "$stats_lp" "d['result_fetches']") $(jget "$stats_oa" "d['requests']")" \
+   "after the crashes the ledger counts exactly the requests each fake received (uploads, polls, results, embeddings)"
+is "$(q "select count(*) from upload_pipeline.usage where state = 'sent'")" 0 "no ledger row is left in flight"
+echo "# $(q "select count(*) from upload_pipeline.usage where state = 'unknown' and ts >= '$t2b'") requests of unknown outcome (their workers died)"
 curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 
