@@ -68,6 +68,8 @@ static int	llamaparse_max_file_mb = 512;
 char	   *tvdb_llamaparse_options = NULL;
 double		tvdb_llamaparse_usd_per_1000_credits = 1.25;
 double		tvdb_budget_throttle_at = 0;
+bool		tvdb_reuse_parses = true;
+bool		tvdb_embedding_cache = true;
 int			tvdb_budget_throttle_rpm = 60;
 int			tvdb_embedding_batch_inputs = 2048;
 int			tvdb_embedding_batch_tokens = 300000;
@@ -542,6 +544,12 @@ tvdb_define_settings(void)
 							 "Embedding prices per model and credits per page per mode are in upload_pipeline.embedding_prices and parse_prices.",
 							 &tvdb_llamaparse_usd_per_1000_credits, 1.25, 0, 1e6,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("tvdb.reuse_parses", "Reuse the parse of identical bytes (same sha256) instead of parsing again.",
+							 "Only a LlamaParse result of the same mode or tier is reused; the ledger shows what it saved.",
+							 &tvdb_reuse_parses, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("tvdb.embedding_cache", "Reuse the vector of a chunk whose text was embedded before.",
+							 "Keyed by the text's sha256, the model and the dimensions; the ledger shows what it saved.",
+							 &tvdb_embedding_cache, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("tvdb.budget_throttle_at", "Share of a budget above which its service is slowed down (0: never).",
 							 "Above it, a service covered by the budget sends at most tvdb.budget_throttle_rpm requests a minute.",
 							 &tvdb_budget_throttle_at, 0, 0, 1, PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -79,6 +79,8 @@ extern int64 tvdb_llamaparse_max_file_bytes;
 extern char *tvdb_llamaparse_options;
 extern double tvdb_llamaparse_usd_per_1000_credits;
 extern double tvdb_budget_throttle_at;
+extern bool tvdb_reuse_parses;
+extern bool tvdb_embedding_cache;
 extern int	tvdb_budget_throttle_rpm;
 extern int	tvdb_embedding_batch_inputs;
 extern int	tvdb_embedding_batch_tokens;

@@ -25,7 +25,8 @@ CREATE TABLE upload_pipeline.usage (
     estimated_usd numeric,
     reserved_usd  numeric NOT NULL DEFAULT 0 CHECK (reserved_usd >= 0),
     owner         text,
-    job_tokens    bigint[]
+    job_tokens    bigint[],
+    saved_usd     numeric NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE upload_pipeline.usage IS
     'the usage ledger: one row per external request (or mock step), with its cost in USD';
@@ -39,6 +40,7 @@ COMMENT ON COLUMN upload_pipeline.usage.estimated_usd IS 'what the request was e
 COMMENT ON COLUMN upload_pipeline.usage.reserved_usd IS
     'what is held against budgets beyond cost_usd: the estimate while the outcome is unknown, or a LlamaParse upload''s until its parse is settled';
 COMMENT ON COLUMN upload_pipeline.usage.owner IS 'the worker that sent the request';
+COMMENT ON COLUMN upload_pipeline.usage.saved_usd IS 'what a reused parse or cached vectors would have cost (operations parse_reused, embeddings_cached)';
 COMMENT ON COLUMN upload_pipeline.usage.job_tokens IS 'a batch''s estimated input tokens per job of job_ids: each job''s share of its cost';
 CREATE INDEX usage_sent_idx ON upload_pipeline.usage (owner) WHERE state = 'sent';
 CREATE INDEX usage_ts_idx ON upload_pipeline.usage (ts);

@@ -247,6 +247,17 @@ v2_configuration(const char *base, const char *callback)
 	return buf.data;
 }
 
+/* Parse a job with the markdown of an earlier parse of the same bytes. */
+static void
+reuse(const char *job, const char *owner, const char *source)
+{
+	static const Oid types[3] = {UUIDOID, TEXTOID, UUIDOID};
+	Datum		values[3] = {DirectFunctionCall1(uuid_in, CStringGetDatum(job)), CStringGetTextDatum(owner),
+	DirectFunctionCall1(uuid_in, CStringGetDatum(source))};
+
+	tvdb_spi_run("SELECT tvdb._parse_reused($1, $2, $3)", 3, types, values, NULL, SPI_OK_SELECT);
+}
+
 /*
  * Each claimed document goes where tvdb_parse_route says: the built-in
  * parser, LlamaParse, or nowhere (failed at once).
@@ -268,10 +279,12 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 	char	   *v2_base = V2 ? v2_base_configuration() : NULL;
 	List	   *local = NIL;
 	List	   *refused = NIL;
+	List	   *reused = NIL;
 	ListCell   *lc;
 	uint64		rows;
 
-	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content, d.size_bytes "
+	rows = tvdb_spi_run("SELECT j.job_id::text, d.filename, d.mime_type, b.content, d.size_bytes, "
+						"tvdb._parse_source(j.job_id)::text "
 						"FROM tvdb._claim('uploaded', $1, $2, $3) AS c(id) "
 						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
 						"JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
@@ -284,6 +297,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 		bytea	   *content;
 		char	   *callback;
 		char	   *reason;
+		char	   *source;
 		MemoryContext old;
 
 		switch (tvdb_parse_route(tvdb_spi_text(i, 2), tvdb_spi_text(i, 3),
@@ -297,6 +311,13 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 				continue;
 			case TVDB_ROUTE_LLAMAPARSE:
 				break;
+		}
+		source = tvdb_spi_text(i, 6);
+		if (source != NULL)
+		{
+			/* the same bytes were parsed before, in this mode: no upload */
+			reused = lappend(reused, list_make2(tvdb_spi_text(i, 1), source));
+			continue;
 		}
 		w = tvdb_work_new(&tvdb_stage_upload, owner, 1, cxt);
 		content = DatumGetByteaPP(tvdb_spi_datum(i, 4, &isnull));
@@ -328,6 +349,8 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 		tvdb_parse_builtin(lfirst(lc), owner, "local");
 	foreach(lc, refused)
 		refuse(linitial(lfirst(lc)), owner, lsecond(lfirst(lc)));
+	foreach(lc, reused)
+		reuse(linitial(lfirst(lc)), owner, lsecond(lfirst(lc)));
 	return works;
 }
 

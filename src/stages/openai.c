@@ -23,6 +23,7 @@ typedef struct Batch
 	char	  **docs;
 	int		   *chunk;
 	int		   *lens;			/* each input's UTF-8 bytes */
+	char	   *model;			/* the model it was sent to */
 	char	  **texts;			/* mock mode only: the texts themselves */
 	StringInfoData input;		/* JSON array of the texts */
 	size_t		bytes;
@@ -227,6 +228,16 @@ take_jobs(const char *owner, int n)
 	return PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }
 
+/* Chunks whose text was embedded before, with this model and these dimensions, are not sent. */
+static void
+from_cache(Datum jobs)
+{
+	static const Oid types[3] = {UUIDARRAYOID, TEXTOID, INT4OID};
+	Datum		values[3] = {jobs, CStringGetTextDatum(tvdb_embedding_model), Int32GetDatum(tvdb_model_dimensions())};
+
+	tvdb_spi_run("SELECT tvdb._embeddings_from_cache($1, $2, $3)", 3, types, values, NULL, SPI_OK_SELECT);
+}
+
 /* Jobs with no chunk left to embed (empty documents, or a crash after the last batch). */
 static void
 finish_empty(const char *owner)
@@ -270,11 +281,18 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 	values[3] = tvdb_uuid_array(b->jobs, b->n);
 	values[4] = Int32GetDatum(dims);
 	values[5] = CStringGetTextDatum(model);
-	tvdb_spi_run("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5], "
-				 "model = $6 "
-				 "FROM unnest($2, $3, $4) WITH ORDINALITY AS v(doc, idx, job, i) "
-				 "WHERE c.document_id = v.doc AND c.chunk_index = v.idx AND c.job_id = v.job",
-				 6, types, values, NULL, SPI_OK_UPDATE);
+	/*
+	 * Stored whether or not the job is still ours (an answer that comes after
+	 * its lease lapsed is not paid for twice), into the chunks that still
+	 * need a vector of the model in use.
+	 */
+	if (strcmp(service, "openai") != 0 || strcmp(model, tvdb_embedding_model) == 0)
+		tvdb_spi_run("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5], "
+					 "model = $6 "
+					 "FROM unnest($2, $3, $4) WITH ORDINALITY AS v(doc, idx, job, i) "
+					 "WHERE c.document_id = v.doc AND c.chunk_index = v.idx AND c.job_id = v.job "
+					 "AND c.embedding IS NULL",
+					 6, types, values, NULL, SPI_OK_UPDATE);
 	pfree(DatumGetPointer(values[0]));
 	pfree(elems);
 	uvalues[0] = tvdb_job_ids(w);
@@ -302,6 +320,7 @@ start_request(TvdbWork *w)
 	StringInfoData body;
 
 	initStringInfo(&body);
+	b->model = pstrdup(tvdb_embedding_model);
 	appendStringInfoString(&body, "{\"model\": ");
 	escape_json(&body, tvdb_embedding_model);
 	appendStringInfo(&body, ", \"encoding_format\": \"%s\"",
@@ -356,6 +375,7 @@ embed_claim(const char *owner, int n, MemoryContext cxt)
 	if (!model_priced())
 		return NIL;
 	jobs = take_jobs(owner, n);
+	from_cache(jobs);
 
 	if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(jobs)), ARR_DIMS(DatumGetArrayTypeP(jobs))) > 0)
 		works = batches(&tvdb_stage_embed, owner, jobs, cxt);
@@ -439,7 +459,7 @@ embed_record(TvdbWork *w)
 		if (e.error == NULL)
 		{
 			store_vectors(w, e.vectors, e.dims, "openai", (int) w->req->status, w->req->latency_ms,
-						  e.prompt_tokens, tvdb_embedding_model);
+						  e.prompt_tokens, ((Batch *) w->data)->model);
 			return;
 		}
 	}

@@ -45,6 +45,7 @@ ALTER SYSTEM SET tvdb.max_inflight = 64;
 ALTER SYSTEM SET tvdb.chunk_overlap_tokens = 16;
 ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
 ALTER SYSTEM SET tvdb.embedding_batch_inputs = 2;
+ALTER SYSTEM SET tvdb.embedding_cache = off;  -- the documents repeat their paragraphs
 SELECT pg_reload_conf();
 SQL
 sleep 0.5

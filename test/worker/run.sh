@@ -13,7 +13,8 @@
 #  4. Callbacks as LlamaParse sends them, through tvdb-webhookd: a v1 push is
 #     applied without a fetch; a LlamaCloud event makes the worker poll at once.
 #  5. Mock mode: no network; same text gives the same vector.
-#  1g-1s. The resilience drills: circuits, backoff, rate limits, storms.
+#  1g-1s. The resilience drills: circuits, backoff, rate limits, storms;
+#      1r: the same bytes and the same text are not paid for twice.
 #  7. pg_cron runs tvdb.retry_failed() and tvdb.reap_stuck().
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
@@ -84,6 +85,10 @@ ALTER SYSTEM SET tvdb.http_timeout = '8s';
 ALTER SYSTEM SET tvdb.connect_timeout = '2s';
 ALTER SYSTEM SET tvdb.chunk_overlap_tokens = 16;
 ALTER SYSTEM SET tvdb.chunk_target_tokens = 96;
+-- no reuse of earlier parses or vectors but where a phase asks for it:
+-- the phases upload the same generated documents again
+ALTER SYSTEM SET tvdb.reuse_parses = off;
+ALTER SYSTEM SET tvdb.embedding_cache = off;
 -- no rate limits here but where a phase sets them
 ALTER SYSTEM SET tvdb.llamaparse_requests_per_minute = 0;
 ALTER SYSTEM SET tvdb.openai_requests_per_minute = 0;
@@ -474,6 +479,33 @@ is "$(jget "$stats_oa" "len(d['embedding_times']), d['http_429'], round(d['embed
    "(3, 0, True)" "the third request waited out the window the service named: no 429"
 is "$(q "select count(*) from tvdb.jobs where filename like 'p1m-left-%' and status = 'complete'")" 3 "all complete"
 curl -s -X POST "127.0.0.1:$OA/_control" -d '{"rpm": 0, "rate_window": 60}' >/dev/null
+
+echo "# phase 1r: never paying twice: the same bytes again reuse the parse, the same text the vectors"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.reuse_parses = on" -c "ALTER SYSTEM SET tvdb.embedding_cache = on" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+same="'%PDF-1.4 the same report, twice: ' || repeat('words of the report ', 200)"
+q "SELECT tvdb.upload('p1r-first.pdf', convert_to($same, 'UTF8'))" >/dev/null
+wait_settled p1r- 60; ok $? "the first copy settled"
+before_lp=$(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']"); before_oa=$(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']")
+q "SELECT tvdb.upload('p1r-second.pdf', convert_to($same, 'UTF8'))" >/dev/null
+wait_settled p1r- 60; ok $? "the second copy settled"
+is "$(q "select status from tvdb.jobs where filename = 'p1r-second.pdf'") $(( $(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']") - before_lp )) $(( $(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']") - before_oa ))" \
+   "complete 0 0" "the second copy completed without a request to LlamaParse or OpenAI"
+is "$(q "select string_agg(u.operation || ' ' || (u.cost_usd = 0)::text || ' ' || (u.saved_usd > 0)::text, ', ' order by u.operation)
+          from upload_pipeline.usage u join tvdb.jobs j on j.job_id = u.job_id or j.job_id = any(u.job_ids)
+          where j.filename = 'p1r-second.pdf'")" "embeddings_cached true true, parse_reused true true" \
+   "the ledger shows the reuse at no cost, and what it saved"
+is "$(q "select count(*) from upload_pipeline.document_chunks a join tvdb.jobs ja on ja.job_id = a.job_id
+          join upload_pipeline.document_chunks b on b.chunk_index = a.chunk_index join tvdb.jobs jb on jb.job_id = b.job_id
+          where ja.filename = 'p1r-first.pdf' and jb.filename = 'p1r-second.pdf' and a.embedding = b.embedding and a.content = b.content")" \
+   "$(q "select count(*) from upload_pipeline.document_chunks c join tvdb.jobs j using (job_id) where j.filename = 'p1r-first.pdf'")" \
+   "the second copy has the first's chunks and vectors"
+is "$(q "select string_agg(to_status, ',' order by seq) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+          where j.filename = 'p1r-second.pdf' and to_status is not null")" "$expected_path" "and went through the nine states"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.reuse_parses = off" -c "ALTER SYSTEM SET tvdb.embedding_cache = off" \
+     -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
 
 echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
 q "SELECT tvdb.upload('p1i-archive.zip', convert_to('PK not a document', 'UTF8'), 'application/zip')" >/dev/null
