@@ -225,6 +225,27 @@ tvdb_circuit_take(int service, bool limited, int64 tokens)
 	return ok;
 }
 
+/*
+ * Could a request go to the service now, or soon: not blocked, and not open
+ * with its probe still to wait for.  (A pause for a 429 or an empty bucket
+ * is soon.)  Hybrid mode runs the mock instead while it is not.
+ */
+bool
+tvdb_circuit_usable(int service)
+{
+	Circuit    *c;
+	bool		usable;
+
+	if (circuits == NULL)
+		return true;
+	c = &circuits->c[service];
+	SpinLockAcquire(&circuits->mutex);
+	usable = c->state != TVDB_CIRCUIT_BLOCKED &&
+		!(c->state == TVDB_CIRCUIT_OPEN && GetCurrentTimestamp() < c->probe_at);
+	SpinLockRelease(&circuits->mutex);
+	return usable;
+}
+
 /* A probe that was allowed but found nothing to send: the next asker may probe. */
 void
 tvdb_circuit_probe_unused(int service)

@@ -95,6 +95,7 @@ static const struct config_enum_entry llamaparse_api_options[] = {
 static const struct config_enum_entry mode_options[] = {
 	{"real", TVDB_MODE_REAL, false},
 	{"mock", TVDB_MODE_MOCK, false},
+	{"hybrid", TVDB_MODE_HYBRID, false},
 	{NULL, 0, false}
 };
 

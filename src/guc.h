@@ -10,7 +10,8 @@
 typedef enum
 {
 	TVDB_MODE_REAL,
-	TVDB_MODE_MOCK
+	TVDB_MODE_MOCK,
+	TVDB_MODE_HYBRID			/* real where the service can be used, else the mock */
 } TvdbServiceMode;
 
 typedef enum

@@ -118,6 +118,7 @@ extern void tvdb_circuit_init(void);
 extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms, bool *probe);
 extern bool tvdb_circuit_take(int service, bool limited, int64 tokens);
 extern void tvdb_circuit_probe_unused(int service);
+extern bool tvdb_circuit_usable(int service);
 /* what a service says is left of its rate limits; -1: not said */
 typedef struct TvdbRemaining
 {

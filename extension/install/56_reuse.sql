@@ -15,7 +15,7 @@ AS $$
     SELECT s.job_id
     FROM upload_pipeline.upload_jobs j
     JOIN upload_pipeline.documents d ON d.document_id = j.document_id
-    JOIN upload_pipeline.documents sd ON sd.sha256 = d.sha256
+    JOIN upload_pipeline.documents sd ON sd.sha256 = d.sha256 AND sd.document_id <> d.document_id
     JOIN upload_pipeline.upload_jobs s ON s.document_id = sd.document_id AND s.job_id <> j.job_id
     JOIN upload_pipeline.usage x ON x.job_id = s.job_id AND x.service = 'llamaparse'
          AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL

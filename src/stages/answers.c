@@ -6,6 +6,7 @@
 #include "stages/stages.h"
 
 #include "catalog/pg_type.h"
+#include "fmgr.h"
 #include "utils/builtins.h"
 
 bool
@@ -18,6 +19,55 @@ bool
 tvdb_mock_mode(void)
 {
 	return tvdb_service_mode == TVDB_MODE_MOCK;
+}
+
+/* Real or hybrid: requests may go to the services. */
+bool
+tvdb_remote_mode(void)
+{
+	return tvdb_service_mode != TVDB_MODE_MOCK;
+}
+
+/*
+ * Hybrid mode's choice for a service: its key is set, and its circuit is
+ * neither blocked nor open and cooling down.  When not, the mock does that
+ * service's stage, and says so in what it makes (model or parser "mock").
+ */
+bool
+tvdb_service_usable(TvdbService service)
+{
+	const char *key = service == TVDB_SERVICE_LLAMAPARSE ? tvdb_llamaparse_api_key : tvdb_openai_api_key;
+
+	return key[0] != '\0' &&
+		tvdb_circuit_usable(service == TVDB_SERVICE_LLAMAPARSE ? TVDB_CIRCUIT_LLAMAPARSE : TVDB_CIRCUIT_OPENAI);
+}
+
+PG_FUNCTION_INFO_V1(tvdb_service_usable_sql);
+
+/* tvdb._service_usable(service text) RETURNS boolean: llamaparse or openai */
+Datum
+tvdb_service_usable_sql(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_BOOL(tvdb_service_usable(strcmp(name, "llamaparse") == 0 ? TVDB_SERVICE_LLAMAPARSE
+									   : TVDB_SERVICE_OPENAI));
+}
+
+/* Does the real stage of this service run: real mode, or hybrid with the service usable? */
+bool
+tvdb_real_runs(TvdbService service)
+{
+	return tvdb_service_mode == TVDB_MODE_REAL ||
+		(tvdb_service_mode == TVDB_MODE_HYBRID && tvdb_service_usable(service));
+}
+
+/* Does the mock stage standing in for this service run? */
+bool
+tvdb_mock_runs(TvdbService service)
+{
+	return tvdb_service_mode == TVDB_MODE_MOCK ||
+		(tvdb_service_mode == TVDB_MODE_HYBRID && !tvdb_service_usable(service));
 }
 
 bool

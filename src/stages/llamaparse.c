@@ -358,7 +358,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 static bool
 upload_runs(void)
 {
-	return tvdb_real_mode() &&
+	return tvdb_real_runs(TVDB_SERVICE_LLAMAPARSE) &&
 		tvdb_llamaparse_options_problem(tvdb_llamaparse_options, tvdb_llamaparse_api) == NULL;
 }
 
@@ -488,7 +488,7 @@ const TvdbStage tvdb_stage_poll = {
 	.service = TVDB_SERVICE_LLAMAPARSE,
 	.fails_to = TVDB_FAILED_PARSE,
 	.operation = "job_status",
-	.runs = tvdb_real_mode,
+	.runs = tvdb_remote_mode,
 	.claim = poll_claim,
 	.record = poll_record,
 	.deferrable = poll_deferrable,
@@ -546,7 +546,7 @@ const TvdbStage tvdb_stage_fetch = {
 	.service = TVDB_SERVICE_LLAMAPARSE,
 	.fails_to = TVDB_FAILED_PARSE,
 	.operation = "result",
-	.runs = tvdb_real_mode,
+	.runs = tvdb_remote_mode,
 	.request = fetch_request,
 	.record = fetch_record,
 	.deferrable = fetch_deferrable,

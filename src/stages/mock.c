@@ -222,21 +222,30 @@ tvdb_parse_builtin(const char *job, const char *owner, const char *service)
 	char	   *mime_type;
 	char	   *md;
 
+	if (tvdb_spi_run("SELECT b.content, d.filename, d.mime_type FROM upload_pipeline.upload_jobs j "
+					 "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
+					 "JOIN upload_pipeline.blobs b ON b.path = d.storage_path "
+					 "WHERE j.job_id = $1 AND j.lease_owner = $2 AND j.status = 'uploaded'",
+					 2, types, values, NULL, SPI_OK_SELECT) != 1)
+		return;					/* no longer ours */
+	content = DatumGetByteaPP(tvdb_spi_datum(0, 1, &isnull));
+	mime_type = tvdb_spi_text(0, 3);
+	md = tvdb_mock_markdown(tvdb_spi_text(0, 2), mime_type, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+	if (md == NULL && tvdb_service_mode == TVDB_MODE_HYBRID && strcmp(service, "mock") == 0)
+	{
+		/* standing in for LlamaParse, which reads what the mock cannot: wait for it */
+		values[2] = CStringGetTextDatum(psprintf("the built-in parser cannot read this %s document: "
+												 "it waits for LlamaParse", mime_type));
+		tvdb_spi_run("SELECT tvdb._release($1, $2, interval '1 minute', $3::text, 'parse')",
+					 3, types, values, NULL, SPI_OK_SELECT);
+		return;
+	}
 	tvdb_spi_run("UPDATE upload_pipeline.upload_jobs SET parse_job_id = $4 || '-' || job_id "
 				 "WHERE job_id = $1 AND lease_owner = $2 AND status = 'uploaded'", 4, types, values, NULL,
 				 SPI_OK_UPDATE);
 	tvdb_spi_run("SELECT tvdb._advance($1, $2, 'uploaded', 'parse_queued', "
 				 "jsonb_build_object('parse_job_id', $4 || '-' || $1::text), true)", 4, types, values, NULL,
 				 SPI_OK_SELECT);
-	if (tvdb_spi_run("SELECT b.content, d.filename, d.mime_type FROM upload_pipeline.upload_jobs j "
-					 "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
-					 "JOIN upload_pipeline.blobs b ON b.path = d.storage_path "
-					 "WHERE j.job_id = $1 AND j.lease_owner = $2 AND j.status = 'parse_queued'",
-					 2, types, values, NULL, SPI_OK_SELECT) != 1)
-		return;					/* no longer ours */
-	content = DatumGetByteaPP(tvdb_spi_datum(0, 1, &isnull));
-	mime_type = tvdb_spi_text(0, 3);
-	md = tvdb_mock_markdown(tvdb_spi_text(0, 2), mime_type, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
 	if (md == NULL)
 	{
 		values[2] = CStringGetTextDatum(psprintf("the built-in parser reads UTF-8 text, markdown and HTML; "
@@ -264,6 +273,12 @@ mock_parse_run(List *works)
 		tvdb_parse_builtin(((TvdbWork *) lfirst(lc))->jobs[0], ((TvdbWork *) lfirst(lc))->owner, "mock");
 }
 
+static bool
+mock_parse_runs(void)
+{
+	return tvdb_mock_runs(TVDB_SERVICE_LLAMAPARSE);
+}
+
 const TvdbStage tvdb_stage_mock_parse = {
 	.name = "mock_parse",
 	.claims = TVDB_UPLOADED,
@@ -271,7 +286,7 @@ const TvdbStage tvdb_stage_mock_parse = {
 	.service = TVDB_SERVICE_MOCK,
 	.fails_to = TVDB_FAILED_PARSE,
 	.operation = "parse",
-	.runs = tvdb_mock_mode,
+	.runs = mock_parse_runs,
 	.claim = mock_parse_claim,
 	.run = mock_parse_run,
 };

@@ -466,6 +466,12 @@ embed_record(TvdbWork *w)
 	record_error(w);
 }
 
+static bool
+embed_runs(void)
+{
+	return tvdb_real_runs(TVDB_SERVICE_OPENAI);
+}
+
 const TvdbStage tvdb_stage_embed = {
 	.name = "embed",
 	.claims = TVDB_EMBEDDING_QUEUED,
@@ -475,7 +481,7 @@ const TvdbStage tvdb_stage_embed = {
 	.operation = "embeddings",
 	.by_job = true,				/* many jobs' chunks share a request */
 	.rate_limited = true,
-	.runs = tvdb_real_mode,
+	.runs = embed_runs,
 	.claim = embed_claim,
 	.record = embed_record,
 };
@@ -545,6 +551,12 @@ mock_embed_run(List *works)
 	finish_empty(owner);
 }
 
+static bool
+mock_embed_runs(void)
+{
+	return tvdb_mock_runs(TVDB_SERVICE_OPENAI);
+}
+
 const TvdbStage tvdb_stage_mock_embed = {
 	.name = "mock_embed",
 	.claims = TVDB_EMBEDDING_QUEUED,
@@ -552,7 +564,7 @@ const TvdbStage tvdb_stage_mock_embed = {
 	.service = TVDB_SERVICE_MOCK,
 	.fails_to = TVDB_FAILED_EMBEDDING,
 	.operation = "embeddings",
-	.runs = tvdb_mock_mode,
+	.runs = mock_embed_runs,
 	.claim = mock_embed_claim,
 	.run = mock_embed_run,
 };

@@ -27,6 +27,10 @@ extern void tvdb_answer_args(TvdbHttp *req, Oid *types, Datum *values, char *nul
 extern char *tvdb_service_url(const char *base, const char *path);
 extern bool tvdb_real_mode(void);
 extern bool tvdb_mock_mode(void);
+extern bool tvdb_remote_mode(void);
+extern bool tvdb_service_usable(TvdbService service);
+extern bool tvdb_real_runs(TvdbService service);
+extern bool tvdb_mock_runs(TvdbService service);
 extern bool tvdb_any_mode(void);
 
 /* read_embeddings.c: an OpenAI embeddings answer, read in C */

@@ -122,6 +122,31 @@ check_settings(void)
 				 errhint("Change the settings so they agree and reload.")));
 }
 
+/* How often hybrid mode looks for mock results the real services can now redo. */
+#define HYBRID_LOOK_MS 5000
+
+static void
+reprocess_mock_fn(void *arg)
+{
+	tvdb_spi_run("SELECT tvdb._reprocess_mock(100)", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * Hybrid mode: documents the mock parsed or embedded while a service could
+ * not be used go through again once it can (tvdb._reprocess_mock).
+ */
+static void
+hybrid_look(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (tvdb_service_mode != TVDB_MODE_HYBRID || !TimestampDifferenceExceeds(last, now, HYBRID_LOOK_MS))
+		return;
+	last = now;
+	tvdb_in_xact("tvdb: reprocessing mock results", reprocess_mock_fn, NULL, NULL);
+}
+
 /* One pass: look for due work, claim and start it; the wait's timeout. */
 static long
 pass(const char *owner)
@@ -138,6 +163,9 @@ pass(const char *owner)
 		return NOT_INSTALLED_RECHECK_MS;
 	}
 	announced = false;
+	hybrid_look();
+	if (tvdb_service_mode == TVDB_MODE_HYBRID && (timeout < 0 || timeout > HYBRID_LOOK_MS))
+		timeout = HYBRID_LOOK_MS;
 	if (timeout != 0)
 		return timeout;
 	if (tvdb_dispatch(owner))

@@ -14,7 +14,9 @@
 #     applied without a fetch; a LlamaCloud event makes the worker poll at once.
 #  5. Mock mode: no network; same text gives the same vector.
 #  1g-1s. The resilience drills: circuits, backoff, rate limits, storms;
-#      1r: the same bytes and the same text are not paid for twice.
+#      1r: the same bytes and the same text are not paid for twice;
+#      1y: hybrid mode: the mock stands in for a blocked service, and its
+#      work is redone by the service when it is back.
 #  7. pg_cron runs tvdb.retry_failed() and tvdb.reap_stuck().
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
@@ -503,8 +505,59 @@ is "$(q "select count(*) from upload_pipeline.document_chunks a join tvdb.jobs j
    "the second copy has the first's chunks and vectors"
 is "$(q "select string_agg(to_status, ',' order by seq) from upload_pipeline.events e join tvdb.jobs j using (job_id)
           where j.filename = 'p1r-second.pdf' and to_status is not null")" "$expected_path" "and went through the nine states"
+# An embeddings answer that comes after its job's lease was lost (here taken
+# away by hand, the job parked for an hour) is stored all the same, and the
+# job then finishes without asking again.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 2}' >/dev/null
+before_oa=$(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']")
+q "SELECT tvdb.upload('p1r-late.md', convert_to(E'# Late\n\nAn answer that comes after the lease.', 'UTF8'))" >/dev/null
+late_sent() { q "select count(*) from upload_pipeline.usage u join tvdb.jobs j on j.job_id = any(u.job_ids)
+                 where j.filename = 'p1r-late.md' and u.state = '$1'"; }
+for _ in $(seq 1 80); do [ "$(late_sent sent)" = 1 ] && break; sleep 0.1; done
+q "UPDATE upload_pipeline.upload_jobs u SET lease_owner = NULL, lease_expires_at = NULL, next_poll_at = now() + interval '1 hour'
+   FROM upload_pipeline.documents d WHERE d.document_id = u.document_id AND d.filename = 'p1r-late.md'" >/dev/null
+for _ in $(seq 1 80); do [ "$(late_sent answered)" = 1 ] && break; sleep 0.1; done
+is "$(late_sent answered) $(q "select count(*) filter (where c.embedding is null) || '/' || count(*) from upload_pipeline.document_chunks c
+          join tvdb.jobs j using (job_id) where j.filename = 'p1r-late.md'") $(q "select status from tvdb.jobs where filename = 'p1r-late.md'")" \
+   "1 0/1 embedding_in_progress" "an answer after the lease was lost is stored all the same"
+q "UPDATE upload_pipeline.upload_jobs u SET next_poll_at = now() FROM upload_pipeline.documents d
+   WHERE d.document_id = u.document_id AND d.filename = 'p1r-late.md'; SELECT tvdb._wake_workers()" >/dev/null
+wait_settled p1r-late 40
+is "$(q "select status from tvdb.jobs where filename = 'p1r-late.md'") $(( $(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']") - before_oa ))" \
+   "complete 1" "the job then completes without a second request"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.reuse_parses = off" -c "ALTER SYSTEM SET tvdb.embedding_cache = off" \
      -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
+echo "# phase 1y: hybrid mode: the mock stands in for a refused service, and is redone when it is back"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.service_mode = 'hybrid'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": "not-the-workers-key"}' >/dev/null
+q "SELECT tvdb.upload('p1y-doc.md', convert_to(E'# Hybrid\n\nEmbedded by the mock while OpenAI refuses the key.\n\n## Later\n\nThen by OpenAI.', 'UTF8'))" >/dev/null
+wait_settled p1y- 60; ok $? "the document settled while OpenAI refused the key"
+doc=$(q "select document_id from tvdb.jobs where filename = 'p1y-doc.md'")
+is "$(q "select status from tvdb.jobs where filename = 'p1y-doc.md'") $(q "select string_agg(distinct model, ',') from upload_pipeline.document_chunks where document_id = '$doc'") $(q "select state from tvdb.circuits where service = 'openai'")" \
+   "complete mock blocked" "OpenAI blocked: the mock embedded it, and its chunks say so"
+is "$(q "select count(*) from tvdb.embeddings where document_id = '$doc'") $(q "select count(*) > 0 from tvdb.embeddings_of('mock') where document_id = '$doc'")" \
+   "0 t" "tvdb.embeddings serves only the model in use: the mock vectors are not among them"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": null}' >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+redone() { q "select count(*) || ' ' || (array_agg(status order by created_at desc))[1] from upload_pipeline.upload_jobs where document_id = '$doc'"; }
+for _ in $(seq 1 120); do [ "$(redone)" = "2 complete" ] && break; sleep 0.5; done
+is "$(redone) $(q "select string_agg(distinct model, ',') from upload_pipeline.document_chunks where document_id = '$doc'")" \
+   "2 complete text-embedding-3-small" "the key accepted again: it was reprocessed by itself in a new job, with OpenAI's vectors, no mock vector left"
+is "$(q "select count(*) = (select count(*) from upload_pipeline.document_chunks where document_id = '$doc') from tvdb.embeddings where document_id = '$doc'")" t \
+   "tvdb.embeddings serves them now"
+is "$(q "select string_agg(e.code, ',' order by e.seq) from upload_pipeline.events e join upload_pipeline.upload_jobs j using (job_id)
+          where j.document_id = '$doc' and j.created_at = (select max(created_at) from upload_pipeline.upload_jobs where document_id = '$doc')
+            and (e.to_status is null or e.to_status in ('uploaded', 'parsed'))")" \
+   "upload_received,reprocess_requested,parse_completed" "the new job says it is a reprocess, and reused the parse"
+is "$(q "select count(*) from upload_pipeline.upload_jobs j where j.document_id = '$doc' and j.status = 'complete'
+          and (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
+               where e.job_id = j.job_id and to_status is not null) = '$expected_path'")" 2 \
+   "both jobs' histories are kept, each the nine states once"
+psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.service_mode = 'real'" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 
 echo "# phase 1i: routing refusals, and LlamaParse's v2 API"
