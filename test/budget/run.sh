@@ -52,8 +52,9 @@ sleep 0.5
 
 # 300 markdown documents (parsed locally), ~5 chunks each, two to a request:
 # about 750 requests of ~200 tokens; at 0.02 USD per million tokens all of
-# them cost ~0.003 USD.  The budget allows a quarter of that, then more.
-q "SELECT tvdb.set_budget('openai', 'day', 0.0008)" >/dev/null
+# them cost ~0.003 USD.  The budget allows nothing, then a quarter of that,
+# then more.
+q "SELECT tvdb.set_budget('openai', 'day', 0)" >/dev/null
 q "SELECT count(tvdb.upload(format('b-%s.md', i),
           convert_to(repeat(format(E'Budget race document %s, a paragraph of plain words.\n\n', i), 40), 'UTF8')))
    FROM generate_series(1, 300) i" >/dev/null
@@ -66,8 +67,12 @@ waiting() {
               + (SELECT count(*) FROM upload_pipeline.usage WHERE state = 'sent')
        FROM upload_pipeline.upload_jobs j"
 }
-# Three rounds, the operator raising the limit after each: every round ends
-# with the workers racing for its last dollars.
+# Nothing may be spent yet: every document gets as far as its embeddings and
+# waits.  Then three rounds, the operator raising the limit each time: the
+# raise wakes every waiting job at once, and the four workers race for it.
+for _ in $(seq 1 240); do [ "$(waiting)" = 0 ] && break; sleep 0.5; done
+is "$(waiting) $(q "SELECT count(*) FROM upload_pipeline.usage WHERE service = 'openai'")" "0 0" \
+   "with a limit of 0 every document waits at its embeddings, nothing sent"
 for limit in 0.0008 0.0014 0.002; do
     q "SELECT tvdb.set_budget('openai', 'day', $limit)" >/dev/null
     sleep 1
