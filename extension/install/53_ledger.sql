@@ -88,12 +88,15 @@ CREATE FUNCTION tvdb._parse_settled() RETURNS trigger LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE upload_pipeline.usage u SET reserved_usd = 0
-    WHERE u.job_id = NEW.job_id AND u.service = 'llamaparse' AND u.operation = 'upload'
-      AND u.state = 'answered' AND u.reserved_usd > 0;
+    -- planned each time: a plan cached while the ledger was small scans it all
+    EXECUTE 'UPDATE upload_pipeline.usage u SET reserved_usd = 0
+             WHERE u.job_id = $1 AND u.reserved_usd > 0 AND u.service = ''llamaparse''
+               AND u.operation = ''upload'' AND u.state = ''answered'''
+    USING NEW.job_id;
     RETURN NULL;
 END
 $$;
+CREATE INDEX usage_reserved_idx ON upload_pipeline.usage (job_id) WHERE reserved_usd > 0;
 CREATE TRIGGER parse_settled AFTER UPDATE OF status ON upload_pipeline.upload_jobs
     FOR EACH ROW WHEN (OLD.status = 'parse_queued' AND NEW.status IS DISTINCT FROM 'parse_queued')
     EXECUTE FUNCTION tvdb._parse_settled();

@@ -7,24 +7,41 @@ CREATE INDEX document_chunks_sha256_idx ON upload_pipeline.document_chunks (sha2
     WHERE embedding IS NOT NULL;
 
 -- A finished LlamaParse parse of the same bytes, in the mode or tier asked
--- for now, whose markdown is still stored: the job to reuse, or NULL.
+-- for now, whose markdown is still stored: the job to reuse, or NULL.  It
+-- runs for every claimed upload, so the usual answer (no other document has
+-- these bytes) is found first and cheaply.
 CREATE FUNCTION tvdb._parse_source(job uuid) RETURNS uuid
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.job_id
+DECLARE
+    others uuid[];
+    mode text;
+    source uuid;
+BEGIN
+    IF NOT current_setting('tvdb.reuse_parses')::boolean THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(sd.document_id) INTO others
     FROM upload_pipeline.upload_jobs j
     JOIN upload_pipeline.documents d ON d.document_id = j.document_id
     JOIN upload_pipeline.documents sd ON sd.sha256 = d.sha256 AND sd.document_id <> d.document_id
-    JOIN upload_pipeline.upload_jobs s ON s.document_id = sd.document_id AND s.job_id <> j.job_id
-    JOIN upload_pipeline.usage x ON x.job_id = s.job_id AND x.service = 'llamaparse'
-         AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL
-         AND coalesce(x.http_status, 200) = 200 AND x.model = tvdb._parse_mode()
-    WHERE j.job_id = _parse_source.job
-      AND current_setting('tvdb.reuse_parses')::boolean
-      AND EXISTS (SELECT 1 FROM upload_pipeline.blobs b WHERE b.path = tvdb._parsed_path(s.document_id, s.job_id))
+    WHERE j.job_id = _parse_source.job;
+    IF others IS NULL THEN
+        RETURN NULL;
+    END IF;
+    mode := tvdb._parse_mode();
+    SELECT s.job_id INTO source
+    FROM upload_pipeline.upload_jobs s
+    JOIN upload_pipeline.usage x ON x.job_id = s.job_id
+    WHERE s.document_id = ANY(others)
+      AND x.service = 'llamaparse' AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL
+      AND coalesce(x.http_status, 200) = 200 AND x.model = mode
+      AND EXISTS (SELECT 1 FROM upload_pipeline.blobs b WHERE b.path = s.parsed_path)
     ORDER BY x.ts DESC
-    LIMIT 1
+    LIMIT 1;
+    RETURN source;
+END
 $$;
 
 -- Parse a claimed job by reusing source's markdown: uploaded -> parse_queued
@@ -38,7 +55,7 @@ DECLARE
 BEGIN
     SELECT convert_from(b.content, 'UTF8') AS md, x.pages, x.cost_usd, x.model INTO src
     FROM upload_pipeline.upload_jobs s
-    JOIN upload_pipeline.blobs b ON b.path = tvdb._parsed_path(s.document_id, s.job_id)
+    JOIN upload_pipeline.blobs b ON b.path = s.parsed_path
     JOIN upload_pipeline.usage x ON x.job_id = s.job_id AND x.service = 'llamaparse'
          AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL
     WHERE s.job_id = source
