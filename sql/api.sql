@@ -57,6 +57,25 @@ SELECT tvdb.upload('a.txt', NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT tvdb.upload('a.txt', '');
 \echo :LAST_ERROR_SQLSTATE
+-- The type and the name go into the multipart upload to LlamaParse: no
+-- CR/LF (header injection), no path separators, media types as RFC 9110 has them.
+SELECT tvdb.upload(E'a.pdf\r\nX-Injected: 1', 'x');
+\echo :LAST_ERROR_SQLSTATE
+SELECT tvdb.upload('../../etc/passwd', 'x');
+SELECT tvdb.upload(E'dir\\a.pdf', 'x');
+SELECT tvdb.upload('a.pdf', 'x', E'application/pdf\r\nContent-Length: 0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT tvdb.upload('a.pdf', 'x', 'pdf');
+SELECT tvdb.upload('a.pdf', 'x', 'application/pdf; x');
+SELECT tvdb.upload('a.pdf', 'x', E'text/plain; charset="utf\n8"');
+SELECT tvdb.upload('a.pdf', 'x', 'app lication/pdf');
+SELECT tvdb.upload('a.pdf', 'x', 'application/' || repeat('x', 300));
+BEGIN;   -- (rolled back: the counts below are of the statements after)
+SELECT count(*) AS accepted FROM (VALUES (tvdb.upload('ok1.txt', 'x', 'text/plain; charset=utf-8')),
+    (tvdb.upload('ok2.txt', 'x', 'text/plain;charset="utf-8" ; format=flowed')),
+    (tvdb.upload('ok3.pdf', 'x', 'application/vnd.ms-excel')),
+    (tvdb.upload('rapport d''été (v2).pdf', 'x'))) v(j);
+ROLLBACK;
 SET tvdb.max_upload_bytes = 10;
 SELECT tvdb.upload('exactly-ten.txt', '0123456789') IS NOT NULL AS ten_bytes_fit;
 SELECT tvdb.upload('big.txt', '01234567890');

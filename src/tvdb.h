@@ -143,6 +143,9 @@ typedef enum
 	TVDB_ROUTE_LOCAL,
 	TVDB_ROUTE_REFUSED
 } TvdbParseRoute;
+/* what may name a document's type and file (media_type.c): NULL, or what is wrong */
+extern const char *tvdb_media_type_problem(const char *mime_type);
+extern const char *tvdb_filename_problem(const char *filename);
 /* the pages LlamaParse is expected to bill for a file (page_estimate.c) */
 extern int	tvdb_estimate_pages(const char *data, size_t len);
 extern TvdbParseRoute tvdb_parse_route(const char *filename, const char *mime_type, int64 size_bytes,

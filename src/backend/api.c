@@ -47,6 +47,7 @@ tvdb_upload(PG_FUNCTION_ARGS)
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	char	   *filename;
+	const char *problem;
 	int64		size;
 	bool		isnull;
 	Datum		job_id;
@@ -62,6 +63,18 @@ tvdb_upload(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("filename must be between 1 and %d bytes long", MAX_FILENAME_BYTES),
 				 errdetail("The filename given is %zu bytes long.", strlen(filename))));
+	if ((problem = tvdb_filename_problem(filename)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid filename: %s", problem),
+				 errhint("Pass the file's own name, such as 'report.pdf', without a directory.")));
+	if (!PG_ARGISNULL(2) &&
+		(problem = tvdb_media_type_problem(text_to_cstring(PG_GETARG_TEXT_PP(2)))) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mime_type: %s", problem),
+				 errdetail("A media type is type/subtype with optional \"; name=value\" parameters (RFC 9110, 8.3.1)."),
+				 errhint("Pass one such as 'application/pdf' or 'text/plain; charset=utf-8', or NULL to guess it from the filename.")));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -312,6 +312,14 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 			case TVDB_ROUTE_LLAMAPARSE:
 				break;
 		}
+		/* rows from before tvdb.upload checked them: never into a request */
+		if ((reason = (char *) tvdb_media_type_problem(tvdb_spi_text(i, 3))) != NULL ||
+			(reason = (char *) tvdb_filename_problem(tvdb_spi_text(i, 2))) != NULL)
+		{
+			refused = lappend(refused, list_make2(tvdb_spi_text(i, 1),
+												  psprintf("its type or name cannot go into an upload: %s", reason)));
+			continue;
+		}
 		source = tvdb_spi_text(i, 6);
 		if (source != NULL)
 		{
