@@ -174,3 +174,13 @@ DROP TRIGGER t ON not_jobs;
 INSERT INTO not_jobs VALUES (1, 'uploaded');
 DELETE FROM not_jobs;
 \echo :LAST_ERROR_SQLSTATE
+
+-- A job that failed, was retried and completed shows no error any more
+-- (its failure stays in its events).
+SELECT tvdb.upload('lasterr.md', convert_to('x', 'UTF8')) AS le \gset
+SELECT tvdb.transition(:'le', s, CASE s WHEN 'failed_embedding' THEN '{"error": "HTTP 500: boom"}' ELSE '{}' END::jsonb)
+FROM unnest(ARRAY['parse_queued', 'parsed', 'chunking', 'chunks_stored', 'embedding_queued', 'failed_embedding']) s;
+SELECT status, last_error FROM upload_pipeline.upload_jobs WHERE job_id = :'le';
+SELECT tvdb.transition(:'le', s) FROM unnest(ARRAY['embedding_queued', 'embedding_in_progress', 'embeddings_stored', 'complete']) s;
+SELECT status, last_error, (SELECT count(*) FROM upload_pipeline.events e WHERE e.job_id = :'le' AND e.payload ->> 'error' = 'HTTP 500: boom') AS in_events
+FROM upload_pipeline.upload_jobs WHERE job_id = :'le';

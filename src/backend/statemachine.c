@@ -220,9 +220,9 @@ detail_field(TriggerData *td, HeapTuple tuple, const char *key, Datum *value, bo
  * BEFORE INSERT OR UPDATE ... FOR EACH ROW.  Rejects an illegal status
  * change; on a legal one stamps status_changed_at and updated_at, counts a
  * new attempt on a retry edge, starts the new stage visit with no failed
- * tries and no retry due, and on a failure keeps the mover's error as
- * last_error and its class as failure_class.  Unchanged status passes
- * untouched.
+ * tries and no retry due, on a failure keeps the mover's error as
+ * last_error and its class as failure_class, and on complete clears
+ * last_error.  Unchanged status passes untouched.
  */
 Datum
 tvdb_guard_status(PG_FUNCTION_ARGS)
@@ -299,6 +299,12 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	}
 	if (tvdb_status_is_failure(to) && detail_field(trigdata, newtuple, "error", &values[ncols], &nulls[ncols]))
 		cols[ncols++] = tvdb_trigger_column(trigdata, "last_error");
+	else if (to == TVDB_COMPLETE)
+	{
+		/* the errors met on the way were overcome: a complete job shows none */
+		cols[ncols] = tvdb_trigger_column(trigdata, "last_error");
+		nulls[ncols++] = true;
+	}
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple, desc, ncols,
 													  cols, values, nulls));
