@@ -29,8 +29,6 @@
 
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
@@ -63,25 +61,19 @@ typedef struct Circuits
 } Circuits;
 
 static Circuits *circuits = NULL;
-static shmem_request_hook_type prev_request_hook = NULL;
-static shmem_startup_hook_type prev_startup_hook = NULL;
-
-static void
-shmem_request(void)
+/* Its share of shared memory (module.c requests and attaches it). */
+Size
+tvdb_circuit_shmem_size(void)
 {
-	if (prev_request_hook)
-		prev_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(Circuits)));
+	return MAXALIGN(sizeof(Circuits));
 }
 
-static void
-shmem_startup(void)
+/* Called with AddinShmemInitLock held, in every process at start. */
+void
+tvdb_circuit_shmem_attach(void)
 {
 	bool		found;
 
-	if (prev_startup_hook)
-		prev_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	circuits = ShmemInitStruct("tvdb circuits", sizeof(Circuits), &found);
 	if (!found)
 	{
@@ -93,17 +85,6 @@ shmem_startup(void)
 			circuits->c[i].requests = -1;	/* full at the first look */
 		}
 	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Called from _PG_init when preloaded. */
-void
-tvdb_circuit_init(void)
-{
-	prev_request_hook = shmem_request_hook;
-	shmem_request_hook = shmem_request;
-	prev_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = shmem_startup;
 }
 
 static double

@@ -6,6 +6,9 @@
 #include "tvdb.h"
 
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -14,6 +17,30 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(tvdb_version);
 
 void		_PG_init(void);
+
+static shmem_request_hook_type prev_request_hook = NULL;
+static shmem_startup_hook_type prev_startup_hook = NULL;
+
+/* One request for every part of tvdb's shared memory... */
+static void
+shmem_request(void)
+{
+	if (prev_request_hook)
+		prev_request_hook();
+	RequestAddinShmemSpace(add_size(tvdb_wakeup_shmem_size(), tvdb_circuit_shmem_size()));
+}
+
+/* ...and each part found or made, in every process at start. */
+static void
+shmem_startup(void)
+{
+	if (prev_startup_hook)
+		prev_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tvdb_wakeup_shmem_attach();
+	tvdb_circuit_shmem_attach();
+	LWLockRelease(AddinShmemInitLock);
+}
 
 void
 _PG_init(void)
@@ -27,8 +54,10 @@ _PG_init(void)
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
-		tvdb_wakeup_init();
-		tvdb_circuit_init();
+		prev_request_hook = shmem_request_hook;
+		shmem_request_hook = shmem_request;
+		prev_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = shmem_startup;
 		if (!IsBinaryUpgrade)
 			tvdb_register_workers();
 	}

@@ -87,7 +87,8 @@ extern char *tvdb_callback_url(const char *job);
 extern bool tvdb_callback_token_valid(const char *job, const char *token, List *secrets);
 
 /* wakeup.c: workers sleep on their latch; a commit that made work wakes them */
-extern void tvdb_wakeup_init(void);
+extern Size tvdb_wakeup_shmem_size(void);
+extern void tvdb_wakeup_shmem_attach(void);
 extern void tvdb_wakeup_register(int slot);
 extern void tvdb_wakeup_on_commit(void);
 
@@ -114,7 +115,8 @@ typedef enum
 	TVDB_CIRCUIT_HALF_OPEN,
 	TVDB_CIRCUIT_BLOCKED
 } TvdbCircuitState;
-extern void tvdb_circuit_init(void);
+extern Size tvdb_circuit_shmem_size(void);
+extern void tvdb_circuit_shmem_attach(void);
 extern int	tvdb_circuit_allowance(int service, bool limited, int wanted, long *due_ms, bool *probe);
 extern bool tvdb_circuit_take(int service, bool limited, int64 tokens);
 extern void tvdb_circuit_probe_unused(int service);

@@ -8,7 +8,6 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
-#include "storage/lwlock.h"
 #include "storage/latch.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -22,42 +21,25 @@ typedef struct TvdbShared
 static TvdbShared *shared = NULL;
 static bool wake_pending = false;
 static bool callback_registered = false;
-static shmem_request_hook_type prev_request_hook = NULL;
-static shmem_startup_hook_type prev_startup_hook = NULL;
-
-static void
-shmem_request(void)
+/* Its share of shared memory (module.c requests and attaches it). */
+Size
+tvdb_wakeup_shmem_size(void)
 {
-	if (prev_request_hook)
-		prev_request_hook();
-	RequestAddinShmemSpace(sizeof(TvdbShared));
+	return MAXALIGN(sizeof(TvdbShared));
 }
 
-static void
-shmem_startup(void)
+/* Called with AddinShmemInitLock held, in every process at start. */
+void
+tvdb_wakeup_shmem_attach(void)
 {
 	bool		found;
 
-	if (prev_startup_hook)
-		prev_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("tvdb", sizeof(TvdbShared), &found);
 	if (!found)
 	{
 		SpinLockInit(&shared->mutex);
 		memset(shared->latches, 0, sizeof(shared->latches));
 	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Called from _PG_init when preloaded. */
-void
-tvdb_wakeup_init(void)
-{
-	prev_request_hook = shmem_request_hook;
-	shmem_request_hook = shmem_request;
-	prev_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = shmem_startup;
 }
 
 static void
