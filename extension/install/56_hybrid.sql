@@ -38,11 +38,11 @@ BEGIN
             USING ERRCODE = 'no_data_found', DETAIL = format('No job has document_id %s.', document),
                   HINT = 'Pass a document_id from tvdb.jobs.';
     END IF;
-    IF last.status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding', 'cancelled') THEN
+    IF last.status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding') THEN
         RAISE EXCEPTION 'the document is still being processed'
             USING ERRCODE = 'object_in_use',
                   DETAIL = format('Document %s: its job %s is %s.', document, last.job_id, last.status),
-                  HINT = 'Wait until the job is complete or failed, or cancel it with tvdb.cancel().';
+                  HINT = 'Wait until the job is complete or failed.';
     END IF;
     IF from_stage <> 'parse' THEN
         SELECT b.content INTO md FROM upload_pipeline.blobs b WHERE b.path = last.parsed_path;
