@@ -11,11 +11,16 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/backend/*.c src/worker/*
                                             src/stages/*.c src/chunker/*.c)))
 SHLIB_LINK += -lcurl -lcmark-gfm -lcmark-gfm-extensions
 
-# The install script is assembled from the files in extension/install, in
-# name order; upgrade scripts (extension/tvdb--A--B.sql) ship as they are.
-INSTALL_SQL = extension/$(EXTENSION)--$(EXTVERSION).sql
-DATA_built  = $(INSTALL_SQL)
-DATA        = $(wildcard extension/$(EXTENSION)--*--*.sql)
+# The install script of the current version is assembled from the files in
+# extension/install, in name order. Released versions are frozen as they
+# shipped (extension/frozen), and each upgrade script is assembled from
+# extension/upgrade/A--B/, in name order (a part there may be a symbolic link
+# to an install file that only creates new objects).
+INSTALL_SQL  = extension/$(EXTENSION)--$(EXTVERSION).sql
+UPGRADE_DIRS = $(wildcard extension/upgrade/*--*)
+UPGRADE_SQL  = $(patsubst extension/upgrade/%,extension/$(EXTENSION)--%.sql,$(UPGRADE_DIRS))
+DATA_built   = $(INSTALL_SQL) $(UPGRADE_SQL)
+DATA         = $(wildcard extension/frozen/$(EXTENSION)--*.sql)
 
 # pg_regress: every sql/*.sql (sql/ holds tests only).
 REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
@@ -25,7 +30,7 @@ ISOLATION_OPTS = --load-extension=pgcrypto --load-extension=tvdb
 
 PG_CPPFLAGS = -Isrc -DTVDB_VERSION='"$(EXTVERSION)"' -Wall -Wextra -Werror \
               -Wno-unused-parameter -Wno-missing-field-initializers
-EXTRA_CLEAN = $(INSTALL_SQL) results output_iso regression.diffs regression.out
+EXTRA_CLEAN = $(INSTALL_SQL) $(UPGRADE_SQL) results output_iso regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -36,5 +41,9 @@ include $(PGXS)
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
 $(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql))
+	cat $^ > $@
+
+.SECONDEXPANSION:
+$(UPGRADE_SQL): extension/$(EXTENSION)--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql))
 	cat $^ > $@
 include mk/webhookd.mk

@@ -2,7 +2,9 @@
 # what is missing, build, and run a throwaway PostgreSQL 15 cluster as the
 # postgres user.  Source it; it defines functions and sets no traps itself.
 
-PGBIN=/usr/lib/postgresql/15/bin
+# TVDB_PGBIN lets a second copy of PostgreSQL (its own lib and share) host a
+# parallel build; the default is Debian's.
+PGBIN=${TVDB_PGBIN:-/usr/lib/postgresql/15/bin}
 export PG_CONFIG=$PGBIN/pg_config
 TVDB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

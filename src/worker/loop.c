@@ -13,6 +13,7 @@
 #include "worker/xact.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -56,9 +57,56 @@ tvdb_register_workers(void)
 	}
 }
 
+static Oid	ready_extension = InvalidOid;	/* tvdb's oid once its version matched */
+static char *waiting_version = NULL;	/* the installed version we wait to see updated */
+
+/*
+ * Is tvdb installed here at the version this library was built for?  Its SQL
+ * and this library change together, so a database still at an older version
+ * waits for ALTER EXTENSION tvdb UPDATE rather than being served by functions
+ * it does not have.  The version is read again only when the oid changes.
+ */
+static bool
+extension_ready(void)
+{
+	Oid			ext = get_extension_oid("tvdb", true);
+	bool		isnull;
+	char	   *version;
+
+	if (ext == ready_extension)
+		return OidIsValid(ext);
+	ready_extension = InvalidOid;
+	if (!OidIsValid(ext) ||
+		tvdb_spi_run("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'tvdb'",
+					 0, NULL, NULL, NULL, SPI_OK_SELECT) != 1)
+		return false;
+	version = TextDatumGetCString(tvdb_spi_datum(0, 1, &isnull));
+	if (strcmp(version, TVDB_VERSION) == 0)
+	{
+		ready_extension = ext;
+		if (waiting_version != NULL)
+			pfree(waiting_version);
+		waiting_version = NULL;
+		return true;
+	}
+	if (waiting_version == NULL || strcmp(waiting_version, version) != 0)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tvdb worker waits: database \"%s\" has tvdb %s, this library is %s",
+						get_database_name(MyDatabaseId), version, TVDB_VERSION),
+				 errhint("Run ALTER EXTENSION tvdb UPDATE in that database.")));
+		if (waiting_version != NULL)
+			pfree(waiting_version);
+		waiting_version = MemoryContextStrdup(TopMemoryContext, version);
+	}
+	return false;
+}
+
 /*
  * Milliseconds until the next job falls due (a poll, a backoff, an expired
- * lease), -1 when there is none, or -2 when the extension is not installed.
+ * lease), -1 when there is none, or -2 when the extension is not installed
+ * (or not at this library's version).
  */
 static void
 next_due_fn(void *arg)
@@ -68,7 +116,7 @@ next_due_fn(void *arg)
 	Datum		d;
 
 	*ms = -1;
-	if (!OidIsValid(get_extension_oid("tvdb", true)))
+	if (!extension_ready())
 	{
 		*ms = -2;
 		return;
@@ -95,17 +143,20 @@ next_due_ms(void)
  * exist are given back at once instead of waiting for them to expire, and
  * the requests they sent are of unknown outcome.
  */
+static bool leases_released = false;
+
 static void
 release_dead_leases_fn(void *arg)
 {
-	if (OidIsValid(get_extension_oid("tvdb", true)))
-		tvdb_spi_run("UPDATE upload_pipeline.upload_jobs j SET lease_owner = NULL, lease_expires_at = NULL "
+	if (!extension_ready())
+		return;
+	leases_released = true;
+	tvdb_spi_run("UPDATE upload_pipeline.upload_jobs j SET lease_owner = NULL, lease_expires_at = NULL "
 					 "WHERE j.lease_owner ~ '^tvdb worker [0-9]+ pid [0-9]+$' AND NOT EXISTS "
 					 "(SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'tvdb worker' "
 					 " AND j.lease_owner LIKE '% pid ' || a.pid)",
 					 0, NULL, NULL, NULL, SPI_OK_UPDATE);
-	if (OidIsValid(get_extension_oid("tvdb", true)))
-		tvdb_spi_run("SELECT tvdb._requests_lost()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	tvdb_spi_run("SELECT tvdb._requests_lost()", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 }
 
 /* Settings that disagree are named at start and after each reload. */
@@ -155,7 +206,7 @@ pass(const char *owner)
 
 	if (timeout == -2)
 	{
-		if (!announced)
+		if (!announced && waiting_version == NULL)
 			ereport(LOG,
 					(errmsg("tvdb worker waits for CREATE EXTENSION tvdb in database \"%s\"",
 							tvdb_database)));
@@ -163,6 +214,8 @@ pass(const char *owner)
 		return NOT_INSTALLED_RECHECK_MS;
 	}
 	announced = false;
+	if (!leases_released)
+		tvdb_in_xact("tvdb: releasing dead workers' leases", release_dead_leases_fn, NULL, NULL);
 	hybrid_look();
 	if (tvdb_service_mode == TVDB_MODE_HYBRID && (timeout < 0 || timeout > HYBRID_LOOK_MS))
 		timeout = HYBRID_LOOK_MS;
@@ -195,7 +248,6 @@ tvdb_worker_main(Datum arg)
 	/* the worker's SQL functions rely on this instead of SET clauses of their own */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	owner = MemoryContextStrdup(TopMemoryContext, psprintf("tvdb worker %d pid %d", slot, MyProcPid));
-	tvdb_in_xact("tvdb: releasing dead workers' leases", release_dead_leases_fn, NULL, NULL);
 	check_settings();
 	pass_cxt = AllocSetContextCreate(TopMemoryContext, "tvdb worker pass", ALLOCSET_DEFAULT_SIZES);
 
