@@ -66,6 +66,10 @@ extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 struct TriggerData;
 extern int	tvdb_trigger_column(struct TriggerData *trigdata, const char *name);
 
+/* backend/restore.c: rows pg_restore loads are checked, not re-stamped */
+extern bool tvdb_restoring(void);
+extern HeapTuple tvdb_restored_job(struct TriggerData *td, HeapTuple tuple, TvdbStatus status);
+
 /* backend/details.c: a status change whose events carry the caller's details */
 extern uint64 tvdb_update_with_details(const char *sql, int nargs, const Oid *types, Datum *args,
 									   const char *nulls, const Datum *jobs, const Datum *details,

@@ -80,6 +80,8 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 		newtuple = td->tg_newtuple;
 		from = column_status(td, td->tg_trigtuple);
 	}
+	else if (tvdb_restoring())
+		return PointerGetDatum(NULL);	/* its events are restored with it */
 	else
 		newtuple = td->tg_trigtuple;
 	to = column_status(td, newtuple);

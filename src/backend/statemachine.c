@@ -263,6 +263,8 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	{
 		newtuple = trigdata->tg_trigtuple;
 		to = tuple_status(newtuple, desc, status_att);
+		if (tvdb_restoring())
+			return PointerGetDatum(tvdb_restored_job(trigdata, newtuple, to));
 	}
 
 	edge = tvdb_edge_lookup(from, to);
