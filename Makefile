@@ -40,10 +40,11 @@ include $(PGXS)
 # dependencies of its own): a struct laid out two ways is a crash.
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
-$(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql))
-	cat $^ > $@
+# The directories are prerequisites too, so that removing a piece rebuilds.
+$(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql)) extension/install
+	cat $(filter %.sql,$^) > $@
 
 .SECONDEXPANSION:
-$(UPGRADE_SQL): extension/$(EXTENSION)--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql))
-	cat $^ > $@
+$(UPGRADE_SQL): extension/$(EXTENSION)--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql)) extension/upgrade/%
+	cat $(filter %.sql,$^) > $@
 include mk/webhookd.mk
