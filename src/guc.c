@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 int			tvdb_max_upload_bytes = 64 * 1024 * 1024;
+bool		tvdb_isolate_documents = false;
 char	   *tvdb_webhook_secrets = NULL;
 int			tvdb_webhook_tolerance = 300;
 int			tvdb_webhook_max_bytes = 10 * 1024 * 1024;
@@ -112,6 +113,22 @@ define_string(const char *name, const char *desc, char **var, const char *def,
 {
 	DefineCustomStringVariable(name, desc, NULL, var, def, ctx, flags, NULL, NULL, NULL);
 }
+
+/*
+ * Secrets read as "********" to everyone but superusers.  GUC_SUPERUSER_ONLY
+ * alone still shows them to members of pg_read_all_settings (pg_monitor).
+ * The worker reads the variables themselves, never through SHOW.
+ */
+static const char *
+masked(const char *value)
+{
+	if (superuser() || value == NULL || value[0] == '\0')
+		return value ? value : "";
+	return "********";
+}
+static const char *show_webhook_secrets(void) { return masked(tvdb_webhook_secrets); }
+static const char *show_llamaparse_key(void) { return masked(tvdb_llamaparse_api_key); }
+static const char *show_openai_key(void) { return masked(tvdb_openai_api_key); }
 
 /*
  * The text a setting will have after the next reload: the last value the
@@ -405,6 +422,11 @@ tvdb_define_settings(void)
 							64 * 1024 * 1024, 1, MaxAllocSize - VARHDRSZ,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("tvdb.isolate_documents",
+							 "Each role sees only the documents of roles it has the privileges of.",
+							 "Superusers and members of tvdb_monitor see every document. Set it in postgresql.conf "
+							 "or with ALTER DATABASE ... SET (superusers only).",
+							 &tvdb_isolate_documents, false, PGC_SUSET, 0, NULL, NULL, NULL);
 	/* superuser-only to set and to read; reloadable from postgresql.conf */
 	DefineCustomStringVariable("tvdb.webhook_secrets",
 							   "Comma-separated secrets that webhook signatures are checked against.",
@@ -412,7 +434,7 @@ tvdb_define_settings(void)
 							   &tvdb_webhook_secrets,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
+							   NULL, NULL, show_webhook_secrets);
 	DefineCustomIntVariable("tvdb.webhook_tolerance",
 							"How far a Standard Webhooks timestamp may be from now.",
 							"In either direction; 0 disables the check.",
@@ -444,13 +466,15 @@ tvdb_define_settings(void)
 	DefineCustomStringVariable("tvdb.llamaparse_base_url", "LlamaParse API base URL.", NULL,
 							   &tvdb_llamaparse_base_url, "https://api.cloud.llamaindex.ai", PGC_SIGHUP, 0,
 							   check_service_url, NULL, NULL);
-	define_string("tvdb.llamaparse_api_key", "LlamaParse API key.",
-				  &tvdb_llamaparse_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
+	DefineCustomStringVariable("tvdb.llamaparse_api_key", "LlamaParse API key.", NULL,
+							   &tvdb_llamaparse_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, show_llamaparse_key);
 	DefineCustomStringVariable("tvdb.openai_base_url", "OpenAI API base URL, including /v1.", NULL,
 							   &tvdb_openai_base_url, "https://api.openai.com/v1", PGC_SIGHUP, 0,
 							   check_service_url, NULL, NULL);
-	define_string("tvdb.openai_api_key", "OpenAI API key.",
-				  &tvdb_openai_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL);
+	DefineCustomStringVariable("tvdb.openai_api_key", "OpenAI API key.", NULL,
+							   &tvdb_openai_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, show_openai_key);
 	define_string("tvdb.embedding_model", "OpenAI embedding model.",
 				  &tvdb_embedding_model, "text-embedding-3-small", PGC_SIGHUP, 0);
 	DefineCustomEnumVariable("tvdb.embedding_encoding",

@@ -34,6 +34,7 @@ typedef enum
 
 /* uploads and webhooks (application backends) */
 extern int	tvdb_max_upload_bytes;
+extern bool tvdb_isolate_documents;
 extern char *tvdb_webhook_secrets;
 extern int	tvdb_webhook_tolerance;
 extern int	tvdb_webhook_max_bytes;

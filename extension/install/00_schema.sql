@@ -7,6 +7,15 @@ COMMENT ON SCHEMA upload_pipeline IS 'tvdb job data: documents, jobs, events, bl
 CREATE SCHEMA tvdb;
 COMMENT ON SCHEMA tvdb IS 'tvdb functions and views';
 
+-- Whose document it is: the role the session acts as, even inside the SQL
+-- API's SECURITY DEFINER functions (backend/owner.c).
+CREATE FUNCTION tvdb._caller() RETURNS name
+    AS 'MODULE_PATHNAME', 'tvdb_caller' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION tvdb._may_see(owner name) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'tvdb_may_see' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION tvdb._caller() IS 'internal: the role the session acts as (a document''s owner)';
+COMMENT ON FUNCTION tvdb._may_see(name) IS 'internal: may the caller see a document of this owner (tvdb.isolate_documents)';
+
 -- The storage:// namespace: raw uploads and parsed markdown.
 CREATE TABLE upload_pipeline.blobs (
     path         text PRIMARY KEY CHECK (path LIKE 'storage://%'),
@@ -25,9 +34,11 @@ CREATE TABLE upload_pipeline.documents (
     size_bytes   bigint NOT NULL CHECK (size_bytes > 0),
     sha256       text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     storage_path text NOT NULL REFERENCES upload_pipeline.blobs (path),
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    owner        name NOT NULL DEFAULT tvdb._caller()
 );
 COMMENT ON TABLE upload_pipeline.documents IS 'one row per uploaded document';
+COMMENT ON COLUMN upload_pipeline.documents.owner IS 'the role that uploaded it (tvdb.isolate_documents)';
 
 CREATE TABLE upload_pipeline.upload_jobs (
     job_id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -28,7 +28,8 @@ CREATE VIEW tvdb.jobs AS
                            GROUP BY e.from_status) t),
                     '{}') AS stage_seconds
     FROM upload_pipeline.upload_jobs j
-    JOIN upload_pipeline.documents d USING (document_id);
+    JOIN upload_pipeline.documents d USING (document_id)
+    WHERE tvdb._may_see(d.owner);
 COMMENT ON VIEW tvdb.jobs IS
     'a job as an application sees it: status, attempts, failed tries in this stage, last error and its class, when a retry is due, and seconds spent in each past status';
 
@@ -60,6 +61,8 @@ AS $$
            e.attempt, e.in_previous_state, e.payload
     FROM upload_pipeline.events e
     WHERE e.job_id = job_history.job_id
+      AND EXISTS (SELECT FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+                  WHERE j.job_id = job_history.job_id AND tvdb._may_see(d.owner))
     ORDER BY e.seq
 $$;
 COMMENT ON FUNCTION tvdb.job_history(uuid) IS 'every event of one job, oldest first';

@@ -122,7 +122,8 @@ CREATE FUNCTION tvdb.embeddings_of(model text)
 AS $$
     SELECT c.document_id, c.job_id, c.chunk_index, c.content, c.heading_path, c.embedding, c.model
     FROM upload_pipeline.document_chunks c
-    WHERE c.embedding IS NOT NULL AND c.model = embeddings_of.model
+    JOIN upload_pipeline.documents d USING (document_id)
+    WHERE c.embedding IS NOT NULL AND c.model = embeddings_of.model AND tvdb._may_see(d.owner)
 $$;
 COMMENT ON FUNCTION tvdb.embeddings_of(text) IS 'the stored vectors of one model, and only those';
 

@@ -43,8 +43,10 @@ reply(int http_status, const char *result, const char *detail)
 }
 
 /*
- * A security event for a refused signature.  It names the signature headers
- * that were present but echoes nothing of the body or their values.
+ * A refused delivery is counted in its minute's row (webhook_refusals): a
+ * flood of forged deliveries writes one row a minute, not one each.  The
+ * row names the signature headers seen but echoes nothing of the body or
+ * their values.
  */
 static void
 record_forgery(Size body_bytes, Jsonb *headers)
@@ -54,13 +56,16 @@ record_forgery(Size body_bytes, Jsonb *headers)
 
 	tvdb_spi_connect();
 	tvdb_spi_run(
-		"INSERT INTO upload_pipeline.events (type, severity, code, payload) "
-		"SELECT 'security', 'warn', 'webhook_signature_invalid', "
-		"       jsonb_build_object('endpoint', 'llamaparse', 'body_bytes', $1, "
-		"           'signature_headers', coalesce((SELECT jsonb_agg(lower(k) ORDER BY lower(k)) "
-		"               FROM jsonb_object_keys($2) AS k WHERE lower(k) IN "
+		"INSERT INTO upload_pipeline.webhook_refusals AS r "
+		"  (minute, endpoint, refused, body_bytes, signature_headers, last_at) "
+		"SELECT date_trunc('minute', now()), 'llamaparse', 1, $1, "
+		"       ARRAY(SELECT DISTINCT lower(k) FROM jsonb_object_keys($2) AS k WHERE lower(k) IN "
 		"               ('x-webhook-signature', 'lc-signature', 'x-hub-signature-256', "
-		"                'webhook-signature', 'webhook-id', 'webhook-timestamp')), '[]'))",
+		"                'webhook-signature', 'webhook-id', 'webhook-timestamp') ORDER BY 1), now() "
+		"ON CONFLICT (minute, endpoint) DO UPDATE "
+		"SET refused = r.refused + 1, body_bytes = r.body_bytes + excluded.body_bytes, last_at = excluded.last_at, "
+		"    signature_headers = ARRAY(SELECT DISTINCT h FROM unnest(r.signature_headers || "
+		"                                  excluded.signature_headers) h ORDER BY 1)",
 		2, types, values, NULL, SPI_OK_INSERT);
 	tvdb_spi_finish();
 }

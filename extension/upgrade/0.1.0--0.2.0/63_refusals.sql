@@ -1,0 +1,1 @@
+../../install/63_refusals.sql
