@@ -28,6 +28,12 @@ INSERT INTO spec_edges VALUES
   ('failed_parse',          'parse_queued',          'stage_started', 'warn',  'parse_retried'),
   ('failed_chunking',       'parsed',                'stage_started', 'warn',  'chunking_retried'),
   ('failed_embedding',      'embedding_queued',      'stage_started', 'warn',  'embedding_retried');
+-- tvdb.cancel(): from every status but complete, into a terminal status.
+INSERT INTO spec_edges
+SELECT s, 'cancelled', 'stage_error', 'warn', 'pipeline_cancelled'
+FROM unnest(ARRAY['uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored', 'embedding_queued',
+                  'embedding_in_progress', 'embeddings_stored',
+                  'failed_parse', 'failed_chunking', 'failed_embedding']) s;
 
 -- The view shows exactly the specified edges (both differences are empty).
 SELECT 'in view, not in spec' AS problem, from_status, to_status FROM
@@ -52,7 +58,8 @@ INSERT INTO paths VALUES
   ('complete',              '{parse_queued,parsed,chunking,chunks_stored,embedding_queued,embedding_in_progress,embeddings_stored,complete}'),
   ('failed_parse',          '{failed_parse}'),
   ('failed_chunking',       '{parse_queued,parsed,failed_chunking}'),
-  ('failed_embedding',      '{parse_queued,parsed,chunking,chunks_stored,failed_embedding}');
+  ('failed_embedding',      '{parse_queued,parsed,chunking,chunks_stored,failed_embedding}'),
+  ('cancelled',             '{cancelled}');
 
 -- Try one change with a plain UPDATE; report 'ok' or the SQLSTATE.
 CREATE FUNCTION pg_temp.try_update(job uuid, target text) RETURNS text LANGUAGE plpgsql AS $$
@@ -83,7 +90,7 @@ UPDATE outcomes o SET events_before =
   (SELECT count(*) FROM upload_pipeline.events e WHERE e.job_id = o.job_id);
 UPDATE outcomes o SET result = pg_temp.try_update(o.job_id, o.to_status);
 
--- The full matrix: 144 pairs.
+-- The full matrix: 169 pairs.
 SELECT o.from_status, o.to_status, o.result,
        (SELECT count(*) FROM upload_pipeline.events e WHERE e.job_id = o.job_id) - o.events_before AS new_events,
        (SELECT j.status FROM upload_pipeline.upload_jobs j WHERE j.job_id = o.job_id) AS status_now

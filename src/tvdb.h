@@ -24,7 +24,10 @@
 #define ERRCODE_TVDB_TRANSITION_CONFLICT MAKE_SQLSTATE('T','V','0','0','3')
 #define ERRCODE_TVDB_JOB_NOT_FOUND      MAKE_SQLSTATE('T','V','0','0','4')
 
-/* The job statuses, in pipeline order; the failure states come last. */
+/*
+ * The job statuses: the pipeline in order, then the failure states, then
+ * cancelled (last, so that no status already stored changes its number).
+ */
 typedef enum TvdbStatus
 {
 	TVDB_UPLOADED = 0,
@@ -39,6 +42,7 @@ typedef enum TvdbStatus
 	TVDB_FAILED_PARSE,
 	TVDB_FAILED_CHUNKING,
 	TVDB_FAILED_EMBEDDING,
+	TVDB_CANCELLED,
 	TVDB_NUM_STATUSES
 } TvdbStatus;
 

@@ -33,8 +33,11 @@ CREATE VIEW tvdb.jobs AS
 COMMENT ON VIEW tvdb.jobs IS
     'a job as an application sees it: status, attempts, failed tries in this stage, last error and its class, when a retry is due, and seconds spent in each past status';
 
+-- VOLATILE, not STABLE: a STABLE function reads with its calling
+-- statement's snapshot, which cannot see the job that tvdb.upload() created
+-- in that same statement, as in SELECT * FROM tvdb.job(tvdb.upload(...)).
 CREATE FUNCTION tvdb.job(job_id uuid) RETURNS tvdb.jobs
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -54,7 +57,7 @@ CREATE FUNCTION tvdb.job_history(job_id uuid)
     RETURNS TABLE (seq bigint, ts timestamptz, from_status text, to_status text,
                    type text, severity text, code text, attempt integer,
                    in_previous_state interval, payload jsonb)
-    LANGUAGE sql STABLE
+    LANGUAGE sql VOLATILE  -- as tvdb.job(): sees a job made in the same statement
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.seq, e.ts, e.from_status, e.to_status, e.type, e.severity, e.code,

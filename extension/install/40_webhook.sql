@@ -161,7 +161,8 @@ COMMENT ON FUNCTION tvdb._apply_llamacloud_event(jsonb, text, uuid) IS 'internal
 
 -- Markdown a callback brought: stored and the job moved parse_queued ->
 -- parsed, exactly once.  A copy of what was applied is a duplicate; a job
--- not waiting for a parse result gets a conflict event.
+-- not waiting for a parse result gets a conflict event.  A cancelled job's
+-- delivery is remembered too, so that its cost is recorded once.
 CREATE FUNCTION tvdb._webhook_parsed(job upload_pipeline.upload_jobs, markdown bytea, details jsonb,
                                      delivery text, parse_job text)
     RETURNS jsonb LANGUAGE plpgsql
@@ -174,6 +175,11 @@ BEGIN
     IF tvdb._webhook_seen(delivery) OR
        (job.status NOT IN ('uploaded', 'parse_queued', 'failed_parse') AND job.parsed_sha256 = md_sha) THEN
         RETURN tvdb._webhook_reply(200, 'duplicate', jsonb_build_object('duplicate', true, 'job_id', job.job_id));
+    ELSIF job.status = 'cancelled' THEN
+        INSERT INTO upload_pipeline.webhook_deliveries (delivery_key, job_id, http_status, result)
+        VALUES (delivery, job.job_id, 409, 'cancelled')
+        ON CONFLICT (delivery_key) DO NOTHING;
+        RETURN tvdb._webhook_conflict(job, 'job was cancelled: its parse result is not used', 'parsed');
     ELSIF job.status <> 'parse_queued' THEN
         RETURN tvdb._webhook_conflict(job,
             CASE WHEN job.status IN ('uploaded', 'failed_parse')
@@ -207,7 +213,8 @@ COMMENT ON FUNCTION tvdb._webhook_parsed(upload_pipeline.upload_jobs, bytea, jso
 -- LlamaParse's v1 webhook_url push ({txt, md, json: [pages], images}): no id,
 -- no signature, so it is only taken at the callback URL tvdb handed out,
 -- which names the job.  Its markdown is applied without a fetch; the pages
--- (one element of "json" each) go in the ledger.  A push without markdown is
+-- (one element of "json" each) go in the ledger, also when the job was
+-- cancelled (LlamaParse parsed it all the same).  A push without markdown is
 -- a hint: the worker fetches the result at once.
 CREATE FUNCTION tvdb._apply_llamaparse_push(payload jsonb, body bytea, url_job uuid)
     RETURNS jsonb LANGUAGE plpgsql
@@ -243,7 +250,7 @@ BEGIN
     reply := tvdb._webhook_parsed(job, convert_to(payload ->> 'md', 'UTF8'),
                                   jsonb_build_object('pages', pages),
                                   'sha256:' || encode(sha256(body), 'hex'), NULL);
-    IF reply ->> 'result' = 'applied' THEN
+    IF reply ->> 'result' = 'applied' OR (reply ->> 'result' = 'conflict' AND job.status = 'cancelled') THEN
         PERFORM tvdb._record_usage('llamaparse', 'webhook_push', job.job_id, NULL, NULL, NULL, pages => pages,
                                    cost_usd => tvdb._llamaparse_cost(pages, false, NULL, tvdb._parse_mode()));
     END IF;

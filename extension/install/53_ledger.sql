@@ -49,7 +49,8 @@ $$;
 -- A ledger row written for an answer completes the request's pre-send row
 -- (and is not inserted).  No answer (HTTP 0: a timeout, a reset) leaves the
 -- outcome unknown, held at the estimate; an accepted LlamaParse upload
--- keeps its reservation until its parse is settled (below).
+-- keeps its reservation until its parse is settled (below), unless its job
+-- was cancelled or deleted meanwhile: that parse is never settled.
 CREATE FUNCTION tvdb._usage_answered() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -69,7 +70,10 @@ BEGIN
             state = CASE WHEN NEW.http_status = 0 THEN 'unknown' ELSE 'answered' END,
             reserved_usd = CASE WHEN NEW.http_status = 0 THEN u.estimated_usd
                                 WHEN u.service = 'llamaparse' AND u.operation = 'upload'
-                                     AND NEW.http_status BETWEEN 200 AND 299 THEN u.estimated_usd
+                                     AND NEW.http_status BETWEEN 200 AND 299
+                                     AND EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs j
+                                                 WHERE j.job_id = u.job_id
+                                                   AND j.status IN ('uploaded', 'parse_queued')) THEN u.estimated_usd
                                 ELSE 0 END
         WHERE u.usage_id = id AND u.state = 'sent';
         IF FOUND THEN

@@ -85,7 +85,7 @@ BEGIN
                jsonb_build_object('error', message, 'class', kind, 'http_status', http_status,
                                   'retry_in_seconds', extract(epoch FROM wait)),
                u.correlation_id
-        FROM upload_pipeline.upload_jobs u WHERE u.job_id = job;
+        FROM upload_pipeline.upload_jobs u WHERE u.job_id = job AND u.status <> 'cancelled';
         RETURN 'wait';
     END IF;
     IF kind IN ('rate_limited', 'server_error', 'no_answer') THEN
@@ -399,7 +399,9 @@ BEGIN
             FROM jsonb_array_elements(j -> 'data') d,
                  LATERAL (SELECT (d.value ->> 'index')::integer + 1 AS i) ix
             WHERE c.document_id = documents[ix.i] AND c.chunk_index = chunks[ix.i]
-              AND c.job_id = jobs[ix.i];
+              AND c.job_id = jobs[ix.i]
+              AND NOT EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs u
+                              WHERE u.job_id = c.job_id AND u.status = 'cancelled');
             PERFORM tvdb._embeddings_stored(all_jobs, owner);
             RETURN 'done';
         END IF;

@@ -13,10 +13,11 @@ CREATE INDEX upload_jobs_mock_parsed_idx ON upload_pipeline.upload_jobs (job_id)
 CREATE FUNCTION tvdb._service_usable(service text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'tvdb_service_usable_sql' LANGUAGE C VOLATILE STRICT;
 
--- Send a document through the pipeline again from a stage: a new job (the
--- old one keeps its history), from parse (a new parse, never a reused one),
--- or from chunk or embed (the last parse's markdown, re-chunked the same way,
--- then embedded with the model in use).  Returns the new job.
+-- Send a document whose latest job is complete, failed or cancelled through
+-- the pipeline again from a stage: a new job (the old one keeps its
+-- history), from parse (a new parse, never a reused one), or from chunk or
+-- embed (the last parse's markdown, re-chunked the same way, then embedded
+-- with the model in use).  Returns the new job.
 CREATE FUNCTION tvdb.reprocess(document uuid, from_stage text DEFAULT 'embed') RETURNS uuid
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -38,11 +39,11 @@ BEGIN
             USING ERRCODE = 'no_data_found', DETAIL = format('No job has document_id %s.', document),
                   HINT = 'Pass a document_id from tvdb.jobs.';
     END IF;
-    IF last.status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding') THEN
+    IF last.status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding', 'cancelled') THEN
         RAISE EXCEPTION 'the document is still being processed'
             USING ERRCODE = 'object_in_use',
                   DETAIL = format('Document %s: its job %s is %s.', document, last.job_id, last.status),
-                  HINT = 'Wait until the job is complete or failed.';
+                  HINT = 'Wait until the job is complete or failed, or cancel it with tvdb.cancel().';
     END IF;
     IF from_stage <> 'parse' THEN
         SELECT b.content INTO md FROM upload_pipeline.blobs b WHERE b.path = last.parsed_path;

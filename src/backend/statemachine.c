@@ -34,6 +34,7 @@ static const char *const status_names[TVDB_NUM_STATUSES] = {
 	[TVDB_FAILED_PARSE] = "failed_parse",
 	[TVDB_FAILED_CHUNKING] = "failed_chunking",
 	[TVDB_FAILED_EMBEDDING] = "failed_embedding",
+	[TVDB_CANCELLED] = "cancelled",
 };
 
 #define S_START "stage_started"
@@ -65,6 +66,19 @@ static const TvdbEdge edges[] = {
 	{TVDB_FAILED_PARSE, TVDB_PARSE_QUEUED, S_START, "warn", "parse_retried", true},
 	{TVDB_FAILED_CHUNKING, TVDB_PARSED, S_START, "warn", "chunking_retried", true},
 	{TVDB_FAILED_EMBEDDING, TVDB_EMBEDDING_QUEUED, S_START, "warn", "embedding_retried", true},
+
+	/* tvdb.cancel(): from every status but complete, and terminal */
+	{TVDB_UPLOADED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_PARSE_QUEUED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_PARSED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_CHUNKING, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_CHUNKS_STORED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_EMBEDDING_QUEUED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_EMBEDDING_IN_PROGRESS, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_EMBEDDINGS_STORED, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_FAILED_PARSE, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_FAILED_CHUNKING, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
+	{TVDB_FAILED_EMBEDDING, TVDB_CANCELLED, S_ERROR, "warn", "pipeline_cancelled", false},
 };
 
 #define NUM_EDGES lengthof(edges)
@@ -79,7 +93,7 @@ tvdb_status_name(TvdbStatus s)
 bool
 tvdb_status_is_failure(TvdbStatus s)
 {
-	return s >= TVDB_FAILED_PARSE && s < TVDB_NUM_STATUSES;
+	return s >= TVDB_FAILED_PARSE && s <= TVDB_FAILED_EMBEDDING;
 }
 
 TvdbStatus
@@ -221,8 +235,10 @@ detail_field(TriggerData *td, HeapTuple tuple, const char *key, Datum *value, bo
  * change; on a legal one stamps status_changed_at and updated_at, counts a
  * new attempt on a retry edge, starts the new stage visit with no failed
  * tries and no retry due, on a failure keeps the mover's error as
- * last_error and its class as failure_class, and on complete clears
- * last_error.  Unchanged status passes untouched.
+ * last_error and its class as failure_class, on complete clears
+ * last_error, and on cancelled drops the lease and any poll due (a worker
+ * with a request in flight then finds the job no longer its own, whatever
+ * moved it).  Unchanged status passes untouched.
  */
 Datum
 tvdb_guard_status(PG_FUNCTION_ARGS)
@@ -234,9 +250,9 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	TvdbStatus	from = TVDB_NO_STATUS;
 	TvdbStatus	to;
 	const TvdbEdge *edge;
-	int			cols[8];
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	int			cols[10];
+	Datum		values[10];
+	bool		nulls[10] = {false};
 	int			ncols = 0;
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
@@ -305,6 +321,15 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	{
 		/* the errors met on the way were overcome: a complete job shows none */
 		cols[ncols] = tvdb_trigger_column(trigdata, "last_error");
+		nulls[ncols++] = true;
+	}
+	if (to == TVDB_CANCELLED)
+	{
+		cols[ncols] = tvdb_trigger_column(trigdata, "lease_owner");
+		nulls[ncols++] = true;
+		cols[ncols] = tvdb_trigger_column(trigdata, "lease_expires_at");
+		nulls[ncols++] = true;
+		cols[ncols] = tvdb_trigger_column(trigdata, "next_poll_at");
 		nulls[ncols++] = true;
 	}
 

@@ -284,14 +284,16 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 	/*
 	 * Stored whether or not the job is still ours (an answer that comes after
 	 * its lease lapsed is not paid for twice), into the chunks that still
-	 * need a vector of the model in use.
+	 * need a vector of the model in use; never for a job cancelled meanwhile
+	 * (its cost is recorded below all the same).
 	 */
 	if (strcmp(service, "openai") != 0 || strcmp(model, tvdb_embedding_model) == 0)
 		tvdb_spi_run("UPDATE upload_pipeline.document_chunks c SET embedding = $1[(v.i - 1) * $5 + 1 : v.i * $5], "
 					 "model = $6 "
 					 "FROM unnest($2, $3, $4) WITH ORDINALITY AS v(doc, idx, job, i) "
 					 "WHERE c.document_id = v.doc AND c.chunk_index = v.idx AND c.job_id = v.job "
-					 "AND c.embedding IS NULL",
+					 "AND c.embedding IS NULL AND NOT EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs j "
+					 "WHERE j.job_id = c.job_id AND j.status = 'cancelled')",
 					 6, types, values, NULL, SPI_OK_UPDATE);
 	pfree(DatumGetPointer(values[0]));
 	pfree(elems);
