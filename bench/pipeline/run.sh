@@ -60,7 +60,7 @@ STALL_S=${STALL_S:-90}
 PGSS=${PGSS:-0}
 PERF=${PERF:-0}
 DB=tvdb_bench
-TERMINAL="'complete', 'failed_parse', 'failed_chunking', 'failed_embedding'"
+TERMINAL="'complete', 'failed_parse', 'failed_chunking', 'failed_embedding', 'cancelled'"
 ORDER="ARRAY['uploaded', 'parse_queued', 'parsed', 'chunking', 'chunks_stored', 'embedding_queued',
              'embedding_in_progress', 'embeddings_stored', 'complete']"
 

@@ -15,6 +15,8 @@
 #  5. Mock mode: no network; same text gives the same vector.
 #  1g-1s. The resilience drills: circuits, backoff, rate limits, storms;
 #      1r: the same bytes and the same text are not paid for twice;
+#      1z: a job cancelled while its request is in flight: the answer is
+#      ignored, its cost recorded;
 #      1y: hybrid mode: the mock stands in for a blocked service, and its
 #      work is redone by the service when it is back.
 #  7. pg_cron runs tvdb.retry_failed() and tvdb.reap_stuck().
@@ -52,7 +54,7 @@ wait_ready() {
 wait_settled() {
     for _ in $(seq 1 "${2:-240}"); do
         left=$(q "select count(*) from upload_pipeline.upload_jobs j join upload_pipeline.documents d using (document_id)
-                  where d.filename like '$1%' and j.status not in ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')" 2>/dev/null)
+                  where d.filename like '$1%' and j.status not in ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding', 'cancelled')" 2>/dev/null)
         [ "$left" = "0" ] && return 0
         sleep 0.5
     done
@@ -529,6 +531,50 @@ curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.reuse_parses = off" -c "ALTER SYSTEM SET tvdb.embedding_cache = off" \
      -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
+
+echo "# phase 1z: a job cancelled while its request is in flight: the answer is ignored, its cost recorded"
+# Each service answers after 2 s; the job is cancelled as soon as its
+# request's ledger row says it was sent.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 2}' >/dev/null
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 2}' >/dev/null
+before_oa=$(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']")
+before_lp=$(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']")
+q "SELECT tvdb.upload('p1z-embed.md', convert_to(E'# Cancelled\n\nEmbedded, but too late to be kept.', 'UTF8'))" >/dev/null
+q "SELECT tvdb.upload('p1z-parse.pdf', convert_to('%PDF-1.4 ' || repeat('a parse nobody waits for ', 40), 'UTF8'))" >/dev/null
+z_usage() {  # z_usage <file> <operation> <state>: that request's ledger rows in that state
+    q "select count(*) from upload_pipeline.usage u join tvdb.jobs j on j.job_id = u.job_id or j.job_id = any(u.job_ids)
+       where j.filename = '$1' and u.operation = '$2' and u.state = '$3'"; }
+for _ in $(seq 1 100); do
+    [ "$(z_usage p1z-embed.md embeddings sent)" = 1 ] && [ "$(z_usage p1z-parse.pdf upload sent)" = 1 ] && break; sleep 0.1
+done
+is "$(z_usage p1z-embed.md embeddings sent) $(z_usage p1z-parse.pdf upload sent)" "1 1" "both requests are in flight"
+is "$(q "select string_agg(tvdb.cancel(job_id, 'phase 1z')::text, ' ' order by filename) from tvdb.jobs where filename like 'p1z-%'")" \
+   "true true" "both jobs are cancelled while their requests are in flight"
+for _ in $(seq 1 100); do
+    [ "$(z_usage p1z-embed.md embeddings answered)" = 1 ] && [ "$(z_usage p1z-parse.pdf upload answered)" = 1 ] && break; sleep 0.1
+done
+sleep 1  # a pass after the answers: nothing may be claimed again
+is "$(z_usage p1z-embed.md embeddings answered) $(q "select u.http_status || ' ' || (u.cost_usd > 0) || ' ' || u.reserved_usd
+        from upload_pipeline.usage u join tvdb.jobs j on j.job_id = any(u.job_ids) where j.filename = 'p1z-embed.md'")" \
+   "1 200 true 0" "the embeddings answer is in the ledger with its cost, nothing reserved"
+is "$(q "select count(*) filter (where c.embedding is not null) || '/' || count(*) from upload_pipeline.document_chunks c
+          join tvdb.jobs j using (job_id) where j.filename = 'p1z-embed.md'")" "0/1" "its vector is not stored"
+is "$(z_usage p1z-parse.pdf upload answered) $(q "select u.http_status || ' ' || u.reserved_usd || ' ' || (u.estimated_usd > 0)
+        from upload_pipeline.usage u join tvdb.jobs j using (job_id) where j.filename = 'p1z-parse.pdf' and u.operation = 'upload'")" \
+   "1 200 0 true" "the accepted upload is in the ledger and holds no reservation (its parse will never be settled)"
+is "$(q "select string_agg(j.status || ' ' || coalesce(u.lease_owner, 'no lease'), ', ' order by j.filename)
+          from tvdb.jobs j join upload_pipeline.upload_jobs u using (job_id) where j.filename like 'p1z-%'") $(q "select coalesce(u.parse_job_id, 'none')
+          from upload_pipeline.upload_jobs u join tvdb.jobs j using (job_id) where j.filename = 'p1z-parse.pdf'")" \
+   "cancelled no lease, cancelled no lease none" "both jobs stay cancelled and unleased; LlamaParse's job id is not taken"
+is "$(q "select string_agg(e.code, ',' order by e.seq) from upload_pipeline.events e join tvdb.jobs j using (job_id)
+          where j.filename = 'p1z-parse.pdf'") $(q "select (e.payload ->> 'requests_in_flight') || ' ' || (e.payload ->> 'lease_owner' like 'tvdb worker%')
+          from upload_pipeline.events e join tvdb.jobs j using (job_id) where j.filename = 'p1z-embed.md' and e.code = 'pipeline_cancelled'")" \
+   "upload_received,pipeline_cancelled 1 true" "no event after the cancel; its event names the worker and the request in flight"
+is "$(( $(jget "$(curl -s "127.0.0.1:$OA/_stats")" "d['requests']") - before_oa )) $(( $(jget "$(curl -s "127.0.0.1:$LP/_stats")" "d['uploads']") - before_lp )) $(q "select count(*) from upload_pipeline.usage u join tvdb.jobs j using (job_id)
+          where j.filename = 'p1z-parse.pdf' and u.operation <> 'upload'")" \
+   "1 1 0" "one request each, none after: no retry, no poll"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"latency": 0}' >/dev/null
+curl -s -X POST "127.0.0.1:$LP/_control" -d '{"latency": 0}' >/dev/null
 
 echo "# phase 1y: hybrid mode: the mock stands in for a refused service, and is redone when it is back"
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.service_mode = 'hybrid'" -c "SELECT pg_reload_conf()" >/dev/null
