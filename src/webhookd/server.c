@@ -280,6 +280,9 @@ relay(struct MHD_Connection *conn, Request *req, PGresult *res)
 		if (status < 100 || status > 599)
 			ret = reply_error(conn, req, 500, "database_error",
 							  "the handler returned an invalid http_status", NULL);
+		else if (status == 401 && req->route == ROUTE_UPLOAD)	/* revoked meanwhile */
+			ret = reply_as(conn, req, 401, "application/json", PQgetvalue(res, 0, 1),
+						   PQgetlength(res, 0, 1), MHD_HTTP_HEADER_WWW_AUTHENTICATE, BEARER_INVALID);
 		else
 			ret = reply(conn, req, (unsigned) status, PQgetvalue(res, 0, 1),
 						PQgetlength(res, 0, 1), NULL);

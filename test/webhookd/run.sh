@@ -280,8 +280,8 @@ code=$(request POST "$UPLOAD" -F "file=@$WORK/notes.md")
 check "no Authorization header: 401 with WWW-Authenticate: Bearer" eq \
     "$code $(field result) $(tr -d '\r' <"$WORK/headers" | grep -i '^www-authenticate:')" \
     '401 unauthorized WWW-Authenticate: Bearer realm="tvdb"'
-code=$(upload "${TOKEN%?}0" -F "file=@$WORK/notes.md")
-[ "${TOKEN: -1}" = 0 ] && code=$(upload "${TOKEN%?}1" -F "file=@$WORK/notes.md")
+# the token with its last hex digit changed (to one it is not)
+code=$(upload "${TOKEN%?}$([ "${TOKEN: -1}" = 0 ] && echo 1 || echo 0)" -F "file=@$WORK/notes.md")
 check "a wrong token: 401, invalid_token" eq \
     "$code $(tr -d '\r' <"$WORK/headers" | grep -i '^www-authenticate:')" \
     '401 WWW-Authenticate: Bearer realm="tvdb", error="invalid_token"'
