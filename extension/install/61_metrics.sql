@@ -67,10 +67,12 @@ BEGIN
     FROM tvdb._pipeline_status() p;
 
     -- time spent in each status, for the status changes of the window
+    -- (EXECUTE plans with the window's value: the events' time index)
+    EXECUTE $q$
     WITH d AS (
         SELECT e.from_status AS stage, extract(epoch FROM e.in_previous_state)::double precision AS s
         FROM upload_pipeline.events e
-        WHERE e.ts > now() - latency_window AND e.from_status IS NOT NULL AND e.in_previous_state IS NOT NULL
+        WHERE e.ts > now() - $1 AND e.from_status IS NOT NULL AND e.in_previous_state IS NOT NULL
     ), per_stage AS (
         SELECT st.status AS stage, st.ordinal, count(d.s) AS n, coalesce(sum(d.s), 0) AS total,
                coalesce(array_agg(d.s) FILTER (WHERE d.s IS NOT NULL), '{}') AS seconds
@@ -80,9 +82,8 @@ BEGIN
     )
     SELECT tvdb._prom_family('tvdb_stage_duration_seconds', 'histogram',
                'Seconds jobs spent in each status, over the status changes of the last '
-               || extract(epoch FROM latency_window)::double precision::text || ' s (a sliding window: use it without rate()).',
+               || extract(epoch FROM $1)::double precision::text || ' s (a sliding window: use it without rate()).',
                string_agg(lines, E'\n' ORDER BY ordinal))
-    INTO latency
     FROM (SELECT ps.ordinal,
                  (SELECT string_agg(tvdb._prom_sample('tvdb_stage_duration_seconds_bucket',
                                                       (SELECT count(*) FROM unnest(ps.seconds) x WHERE x <= b.le)::text,
@@ -91,7 +92,8 @@ BEGIN
                  || E'\n' || tvdb._prom_sample('tvdb_stage_duration_seconds_bucket', ps.n::text, 'stage', ps.stage, 'le', '+Inf')
                  || E'\n' || tvdb._prom_sample('tvdb_stage_duration_seconds_sum', ps.total::text, 'stage', ps.stage)
                  || E'\n' || tvdb._prom_sample('tvdb_stage_duration_seconds_count', ps.n::text, 'stage', ps.stage) AS lines
-          FROM per_stage ps) x;
+          FROM per_stage ps) x$q$
+    INTO latency USING latency_window;
 
     -- jobs finished in the last full minute
     SELECT tvdb._prom_family('tvdb_throughput_per_minute', 'gauge',
