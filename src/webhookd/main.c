@@ -58,19 +58,21 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-			"%s %s — receives LlamaParse webhook callbacks for tvdb\n"
+			"%s %s — tvdb's HTTP front door: callbacks, uploads, health, metrics\n"
 			"\n"
 			"Usage: %s [OPTION]...\n"
 			"\n"
 			"  --listen ADDR      address to bind        (TVDB_WEBHOOKD_LISTEN, default 127.0.0.1)\n"
 			"  --port N           TCP port               (TVDB_WEBHOOKD_PORT, default 8787)\n"
 			"  --dsn CONNSTR      libpq connection string (TVDB_WEBHOOKD_DSN, default \"\": PG* variables)\n"
-			"  --max-body BYTES   largest body accepted  (TVDB_WEBHOOKD_MAX_BODY, default 10485760)\n"
+			"  --max-body BYTES   largest webhook body   (TVDB_WEBHOOKD_MAX_BODY, default 10485760)\n"
+			"  --max-upload BYTES largest uploaded file  (TVDB_WEBHOOKD_MAX_UPLOAD, default 52428800)\n"
 			"  --timeout SECONDS  connection/request/database timeout (TVDB_WEBHOOKD_TIMEOUT, default 30)\n"
 			"  --pool N           database connections   (TVDB_WEBHOOKD_POOL, default 4)\n"
 			"  --help             show this help and exit\n"
 			"\n"
-			"Endpoints: POST /api/v1/webhooks/llamaparse, GET /api/v1/webhooks/health\n",
+			"Endpoints: POST /api/v1/webhooks/llamaparse, POST /api/v1/upload,\n"
+			"           GET /health, GET /api/v1/webhooks/health, GET /metrics\n",
 			progname, TVDB_VERSION, progname);
 }
 
@@ -117,7 +119,7 @@ typedef struct Setting
 
 enum
 {
-	S_LISTEN, S_PORT, S_DSN, S_MAX_BODY, S_TIMEOUT, S_POOL, S_COUNT
+	S_LISTEN, S_PORT, S_DSN, S_MAX_BODY, S_MAX_UPLOAD, S_TIMEOUT, S_POOL, S_COUNT
 };
 
 static void
@@ -128,6 +130,7 @@ parse_config(int argc, char **argv, Config *cfg)
 		[S_PORT] = {"--port", "TVDB_WEBHOOKD_PORT"},
 		[S_DSN] = {"--dsn", "TVDB_WEBHOOKD_DSN"},
 		[S_MAX_BODY] = {"--max-body", "TVDB_WEBHOOKD_MAX_BODY"},
+		[S_MAX_UPLOAD] = {"--max-upload", "TVDB_WEBHOOKD_MAX_UPLOAD"},
 		[S_TIMEOUT] = {"--timeout", "TVDB_WEBHOOKD_TIMEOUT"},
 		[S_POOL] = {"--pool", "TVDB_WEBHOOKD_POOL"},
 	};
@@ -136,6 +139,7 @@ parse_config(int argc, char **argv, Config *cfg)
 		{"port", required_argument, NULL, S_PORT},
 		{"dsn", required_argument, NULL, S_DSN},
 		{"max-body", required_argument, NULL, S_MAX_BODY},
+		{"max-upload", required_argument, NULL, S_MAX_UPLOAD},
 		{"timeout", required_argument, NULL, S_TIMEOUT},
 		{"pool", required_argument, NULL, S_POOL},
 		{"help", no_argument, NULL, 'h'},
@@ -179,6 +183,7 @@ parse_config(int argc, char **argv, Config *cfg)
 	cfg->port = (unsigned) NUM(S_PORT, 8787, 1, 65535);
 	cfg->dsn = s[S_DSN].value ? s[S_DSN].value : "";
 	cfg->max_body = (size_t) NUM(S_MAX_BODY, 10485760, 1, MAX_BODY_LIMIT);
+	cfg->max_upload = (size_t) NUM(S_MAX_UPLOAD, 52428800, 1, MAX_BODY_LIMIT);
 	cfg->timeout = (unsigned) NUM(S_TIMEOUT, 30, 1, 3600);
 	cfg->pool = (int) NUM(S_POOL, 4, 1, 100);
 #undef NUM
@@ -265,8 +270,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	freeaddrinfo(ai);
-	wlog("listening on %s port %u (pool %d, max body %zu bytes, timeout %u s)",
-		 cfg.listen, cfg.port, cfg.pool, cfg.max_body, cfg.timeout);
+	wlog("listening on %s port %u (pool %d, max body %zu bytes, max upload %zu bytes, timeout %u s)",
+		 cfg.listen, cfg.port, cfg.pool, cfg.max_body, cfg.max_upload, cfg.timeout);
 
 	while (sigwait(&stop_signals, &sig) != 0)
 		;

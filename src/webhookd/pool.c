@@ -30,6 +30,13 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t slot_freed;
 static bool stopping;
 static unsigned wait_seconds;
+static __thread char last_sqlstate[6];
+
+const char *
+pool_sqlstate(void)
+{
+	return last_sqlstate;
+}
 
 /*
  * Connection parameters.  Ours come before the DSN so that it can override
@@ -185,6 +192,7 @@ pool_exec(const char *sql, int nparams, const Oid *types,
 	DbOutcome	outcome = DB_UNAVAILABLE;
 
 	*res = NULL;
+	last_sqlstate[0] = '\0';
 	if (s == NULL)
 		return DB_UNAVAILABLE;
 
@@ -214,8 +222,9 @@ pool_exec(const char *sql, int nparams, const Oid *types,
 		}
 		/* An error in the SQL itself: report its primary text, no retry. */
 		first_line(errbuf, errlen, PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-		wlog("statement failed: SQLSTATE %s: %s",
-			 PQresultErrorField(r, PG_DIAG_SQLSTATE), errbuf);
+		snprintf(last_sqlstate, sizeof(last_sqlstate), "%s",
+				 PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "");
+		wlog("statement failed: SQLSTATE %s: %s", last_sqlstate, errbuf);
 		PQclear(r);
 		outcome = DB_SQL_ERROR;
 		break;

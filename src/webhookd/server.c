@@ -3,12 +3,16 @@
  *
  *   POST /api/v1/webhooks/llamaparse   raw body, headers and query to the
  *                                      database, its {"http_status", ...} relayed back
- *   GET  /api/v1/webhooks/health       SELECT 1 on a pooled connection
+ *   POST /api/v1/upload                a multipart "file", with a bearer token,
+ *                                      to tvdb.upload_with_token(), relayed the same way
+ *   GET  /health, /api/v1/webhooks/health   tvdb.health as JSON (503 when down)
+ *   GET  /metrics                      tvdb.metrics(), Prometheus text format
  *
  * libmicrohttpd runs one thread per connection, so a request may block in
  * libpq without stalling others; the connection limit bounds the threads.
- * The body is collected in memory up to --max-body before any database
- * connection is borrowed, and every response is JSON.
+ * A body is collected in memory, bounded by --max-body (webhooks) or
+ * --max-upload (uploads), before any database connection is borrowed for
+ * it; an upload's token is checked before its body is read.
  */
 #include "webhookd.h"
 
@@ -21,22 +25,50 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PATH_WEBHOOK "/api/v1/webhooks/llamaparse"
-#define PATH_HEALTH  "/api/v1/webhooks/health"
-
 #define BYTEAOID 17
+#define TEXTOID 25
 #define JSONBOID 3802
+
+/* What a multipart body may hold besides the file: boundaries, part headers, small fields. */
+#define FORM_OVERHEAD 65536
+/* A bearer token longer than this is not one of ours (they are 69 characters). */
+#define MAX_TOKEN 512
 
 static const char *const webhook_sql =
 "SELECT (r->>'http_status')::int, r::text "
 "FROM tvdb.handle_llamaparse_webhook($1::bytea, $2::jsonb, $3::jsonb) AS r";
+static const char *const upload_sql =
+"SELECT (r->>'http_status')::int, r::text "
+"FROM tvdb.upload_with_token($1::text, $2::text, $3::bytea, $4::text) AS r";
+static const char *const token_sql = "SELECT tvdb.api_token_valid($1::text)";
+static const char *const health_sql =
+"SELECT h.status, (jsonb_build_object('database', 'up') || to_jsonb(h))::text FROM tvdb.health h";
+static const char *const metrics_sql = "SELECT tvdb.metrics()";
+
+#define BEARER_CHALLENGE "Bearer realm=\"tvdb\""
+#define BEARER_INVALID   "Bearer realm=\"tvdb\", error=\"invalid_token\""
 
 typedef enum Route
 {
 	ROUTE_NONE,
 	ROUTE_WEBHOOK,
-	ROUTE_HEALTH
+	ROUTE_UPLOAD,
+	ROUTE_HEALTH,
+	ROUTE_METRICS
 } Route;
+
+static const struct
+{
+	const char *path;
+	Route		route;
+	bool		post;			/* POST, else GET and HEAD */
+}			routes[] = {
+	{"/api/v1/webhooks/llamaparse", ROUTE_WEBHOOK, true},
+	{"/api/v1/upload", ROUTE_UPLOAD, true},
+	{"/health", ROUTE_HEALTH, false},
+	{"/api/v1/webhooks/health", ROUTE_HEALTH, false},
+	{"/metrics", ROUTE_METRICS, false},
+};
 
 /* Per-request state, kept in libmicrohttpd's con_cls between calls. */
 typedef struct Request
@@ -45,7 +77,10 @@ typedef struct Request
 	char		method[16];
 	char		path[128];		/* for the log line only */
 	Route		route;
+	bool		post;			/* the route takes POST (else GET, HEAD) */
 	Buf			body;			/* webhook body, at most max_body bytes */
+	Upload	   *upload;			/* upload body, its "file" part */
+	char	   *token;			/* upload's bearer token; wiped when freed */
 	size_t		received;		/* body bytes seen, kept or not */
 	bool		too_large;
 	unsigned	status;			/* response queued, 0 if none yet */
@@ -80,20 +115,21 @@ copy_printable(char *dst, size_t len, const char *src)
 	dst[i] = '\0';
 }
 
+/* A response with one extra header (header NULL: none). */
 static enum MHD_Result
-reply(struct MHD_Connection *conn, Request *req, unsigned status,
-	  const char *json, size_t len, const char *allow)
+reply_as(struct MHD_Connection *conn, Request *req, unsigned status, const char *type,
+		 const char *body, size_t len, const char *header, const char *value)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_buffer(len, (void *) json, MHD_RESPMEM_MUST_COPY);
+	resp = MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (allow != NULL)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (header != NULL)
+		MHD_add_response_header(resp, header, value);
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
@@ -101,14 +137,27 @@ reply(struct MHD_Connection *conn, Request *req, unsigned status,
 	return ret;
 }
 
-/* {"http_status": N, "result": "...", "detail": "..."}, the handler's shape. */
+static enum MHD_Result
+reply(struct MHD_Connection *conn, Request *req, unsigned status,
+	  const char *json, size_t len, const char *allow)
+{
+	return reply_as(conn, req, status, "application/json", json, len,
+					allow ? MHD_HTTP_HEADER_ALLOW : NULL, allow);
+}
+
+/*
+ * {"http_status": N, "result": "...", "detail": "..."}, the handler's shape;
+ * with an Allow header for a 405, WWW-Authenticate for a 401.
+ */
 static enum MHD_Result
 reply_error(struct MHD_Connection *conn, Request *req, unsigned status,
-			const char *result, const char *detail, const char *allow)
+			const char *result, const char *detail, const char *header_value)
 {
 	Buf			b = {0};
 	char		num[32];
 	enum MHD_Result ret;
+	const char *header = status == 405 ? MHD_HTTP_HEADER_ALLOW :
+		status == 401 ? MHD_HTTP_HEADER_WWW_AUTHENTICATE : NULL;
 
 	snprintf(num, sizeof(num), "{\"http_status\":%u,\"result\":", status);
 	buf_puts(&b, num);
@@ -119,7 +168,8 @@ reply_error(struct MHD_Connection *conn, Request *req, unsigned status,
 	if (b.failed)
 		ret = MHD_NO;
 	else
-		ret = reply(conn, req, status, b.data, b.len, allow);
+		ret = reply_as(conn, req, status, "application/json", b.data, b.len,
+					   header_value ? header : NULL, header_value);
 	buf_free(&b);
 	return ret;
 }
@@ -209,7 +259,37 @@ values_json(struct MHD_Connection *conn, enum MHD_ValueKind kind, Buf *out)
 	return ok;
 }
 
-/* ---- the two endpoints --------------------------------------------- */
+/* ---- the endpoints ------------------------------------------------- */
+
+/*
+ * A function's {"http_status": N, ...} answer, relayed as it is: N is the
+ * HTTP status, the object the body.  Frees res.
+ */
+static enum MHD_Result
+relay(struct MHD_Connection *conn, Request *req, PGresult *res)
+{
+	enum MHD_Result ret;
+
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1))
+		ret = reply_error(conn, req, 500, "database_error",
+						  "the handler returned no http_status", NULL);
+	else
+	{
+		long		status = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+
+		if (status < 100 || status > 599)
+			ret = reply_error(conn, req, 500, "database_error",
+							  "the handler returned an invalid http_status", NULL);
+		else if (status == 401 && req->route == ROUTE_UPLOAD)	/* revoked meanwhile */
+			ret = reply_as(conn, req, 401, "application/json", PQgetvalue(res, 0, 1),
+						   PQgetlength(res, 0, 1), MHD_HTTP_HEADER_WWW_AUTHENTICATE, BEARER_INVALID);
+		else
+			ret = reply(conn, req, (unsigned) status, PQgetvalue(res, 0, 1),
+						PQgetlength(res, 0, 1), NULL);
+	}
+	PQclear(res);
+	return ret;
+}
 
 static enum MHD_Result
 handle_webhook(struct MHD_Connection *conn, Request *req)
@@ -218,7 +298,6 @@ handle_webhook(struct MHD_Connection *conn, Request *req)
 	Buf			query = {0};
 	PGresult   *res = NULL;
 	char		errbuf[512];
-	enum MHD_Result ret;
 	DbOutcome	outcome;
 
 	/* the query carries the job and token of the callback URL tvdb handed out */
@@ -246,41 +325,78 @@ handle_webhook(struct MHD_Connection *conn, Request *req)
 		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
 	if (outcome == DB_SQL_ERROR)
 		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
-
-	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1))
-		ret = reply_error(conn, req, 500, "database_error",
-						  "the handler returned no http_status", NULL);
-	else
-	{
-		long		status = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-
-		if (status < 100 || status > 599)
-			ret = reply_error(conn, req, 500, "database_error",
-							  "the handler returned an invalid http_status", NULL);
-		else
-			ret = reply(conn, req, (unsigned) status, PQgetvalue(res, 0, 1),
-						PQgetlength(res, 0, 1), NULL);
-	}
-	PQclear(res);
-	return ret;
+	return relay(conn, req, res);
 }
 
+/* The whole upload is in: its file to tvdb.upload_with_token(). */
+static enum MHD_Result
+handle_upload(struct MHD_Connection *conn, Request *req)
+{
+	const char *detail;
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	DbOutcome	outcome;
+
+	switch (upload_finish(req->upload, &detail))
+	{
+		case UPLOAD_OK:
+			break;
+		case UPLOAD_BAD:
+			return reply_error(conn, req, 400, "bad_request", detail, NULL);
+		case UPLOAD_TOO_LARGE:
+			return reply_error(conn, req, 413, "payload_too_large", detail, NULL);
+		case UPLOAD_NO_MEMORY:
+			return reply_error(conn, req, 500, "internal_error", detail, NULL);
+	}
+
+	{
+		const Buf  *file = upload_file(req->upload);
+		const Oid	types[4] = {TEXTOID, TEXTOID, BYTEAOID, TEXTOID};
+		const char *params[4] = {req->token, upload_filename(req->upload),
+			file->data ? file->data : "", upload_content_type(req->upload)};
+		const int	lengths[4] = {0, 0, (int) file->len, 0};
+		const int	formats[4] = {0, 0, 1, 0};	/* the file binary, as received */
+
+		outcome = pool_exec(upload_sql, 4, types, params, lengths, formats,
+							&res, errbuf, sizeof(errbuf));
+	}
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	/* class 22: a filename or type the database cannot take as text (bad UTF-8) */
+	if (outcome == DB_SQL_ERROR && strncmp(pool_sqlstate(), "22", 2) == 0)
+		return reply_error(conn, req, 400, "bad_request", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+	return relay(conn, req, res);
+}
+
+/* tvdb.health as JSON: 200 when ok or degraded, 503 when down or unreachable. */
 static enum MHD_Result
 handle_health(struct MHD_Connection *conn, Request *req)
 {
-	static const char ok[] = "{\"status\":\"ok\",\"database\":\"up\"}";
 	PGresult   *res = NULL;
 	char		errbuf[512];
 	Buf			b = {0};
 	enum MHD_Result ret;
+	DbOutcome	outcome;
 
-	if (pool_exec("SELECT 1", 0, NULL, NULL, NULL, NULL, &res, errbuf,
-				  sizeof(errbuf)) == DB_OK)
+	outcome = pool_exec(health_sql, 0, NULL, NULL, NULL, NULL, &res, errbuf, sizeof(errbuf));
+	if (outcome == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 1))
 	{
+		unsigned	status = strcmp(PQgetvalue(res, 0, 0), "down") == 0 ? 503 : 200;
+
+		ret = reply(conn, req, status, PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1), NULL);
 		PQclear(res);
-		return reply(conn, req, 200, ok, sizeof(ok) - 1, NULL);
+		return ret;
 	}
-	buf_puts(&b, "{\"status\":\"degraded\",\"database\":\"down\",\"detail\":");
+	if (outcome == DB_OK)
+	{
+		snprintf(errbuf, sizeof(errbuf), "tvdb.health returned no row");
+		PQclear(res);
+	}
+	buf_puts(&b, outcome == DB_UNAVAILABLE ?
+			 "{\"status\":\"down\",\"database\":\"down\",\"detail\":" :
+			 "{\"status\":\"down\",\"database\":\"error\",\"detail\":");
 	buf_json_string(&b, errbuf, strlen(errbuf));
 	buf_puts(&b, "}");
 	ret = b.failed ? MHD_NO : reply(conn, req, 503, b.data, b.len, NULL);
@@ -288,7 +404,101 @@ handle_health(struct MHD_Connection *conn, Request *req)
 	return ret;
 }
 
+/* tvdb.metrics(), as Prometheus scrapes it. */
+static enum MHD_Result
+handle_metrics(struct MHD_Connection *conn, Request *req)
+{
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	enum MHD_Result ret;
+	DbOutcome	outcome;
+
+	outcome = pool_exec(metrics_sql, 0, NULL, NULL, NULL, NULL, &res, errbuf, sizeof(errbuf));
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		ret = reply_error(conn, req, 500, "database_error", "tvdb.metrics() returned nothing", NULL);
+	else
+		ret = reply_as(conn, req, 200, "text/plain; version=0.0.4; charset=utf-8",
+					   PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0), NULL, NULL);
+	PQclear(res);
+	return ret;
+}
+
 /* ---- libmicrohttpd callbacks --------------------------------------- */
+
+/* The largest body a route reads. */
+static size_t
+body_limit(const Request *req)
+{
+	return req->route == ROUTE_UPLOAD ? config->max_upload + FORM_OVERHEAD : config->max_body;
+}
+
+/*
+ * The token of "Authorization: Bearer <token>" (RFC 6750: the scheme in any
+ * case, a token68), or NULL.
+ */
+static const char *
+bearer_token(struct MHD_Connection *conn)
+{
+	const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												   MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t		n;
+
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return NULL;
+	auth += 7;
+	while (*auth == ' ')
+		auth++;
+	n = strspn(auth, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
+	while (auth[n] == '=')
+		n++;
+	if (n == 0 || n > MAX_TOKEN || strspn(auth + n, " ") != strlen(auth + n))
+		return NULL;
+	return auth;
+}
+
+/*
+ * An upload, before its body: a bearer token (401 without one), a
+ * multipart body (400), not declared larger than the limit (413), and a
+ * token the database knows (401), so that nobody else can make us read one.
+ */
+static enum MHD_Result
+start_upload(struct MHD_Connection *conn, Request *req)
+{
+	const char *token = bearer_token(conn);
+	const Oid	types[1] = {TEXTOID};
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	DbOutcome	outcome;
+	bool		valid;
+
+	if (token == NULL)
+		return reply_error(conn, req, 401, "unauthorized",
+						   "an Authorization: Bearer <token> header is required", BEARER_CHALLENGE);
+	req->token = strndup(token, strcspn(token, " "));
+	if (req->token == NULL)
+		return MHD_NO;
+	req->upload = upload_begin(conn, config->max_upload);
+	if (req->upload == NULL)
+		return reply_error(conn, req, 400, "bad_request",
+						   "the body must be multipart/form-data (with a boundary) holding a \"file\" part", NULL);
+
+	outcome = pool_exec(token_sql, 1, types, (const char *const *) &req->token, NULL, NULL,
+						&res, errbuf, sizeof(errbuf));
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+	valid = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!valid)
+		return reply_error(conn, req, 401, "unauthorized", "missing or unknown bearer token",
+						   BEARER_INVALID);
+	return MHD_YES;
+}
 
 /* First call for a request: route it, and refuse early what we can. */
 static enum MHD_Result
@@ -298,11 +508,11 @@ start_request(struct MHD_Connection *conn, Request *req)
 
 	if (req->route == ROUTE_NONE)
 		return reply_error(conn, req, 404, "not_found", "no such endpoint", NULL);
-	if (req->route == ROUTE_HEALTH &&
+	if (!req->post &&
 		strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
 		return reply_error(conn, req, 405, "method_not_allowed",
 						   "use GET", "GET, HEAD");
-	if (req->route == ROUTE_WEBHOOK && strcmp(req->method, "POST") != 0)
+	if (req->post && strcmp(req->method, "POST") != 0)
 		return reply_error(conn, req, 405, "method_not_allowed",
 						   "use POST", "POST");
 
@@ -313,9 +523,13 @@ start_request(struct MHD_Connection *conn, Request *req)
 	 */
 	length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 										 MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (length != NULL && strtoull(length, NULL, 10) > config->max_body)
+	if (length != NULL && strtoull(length, NULL, 10) > body_limit(req))
 		return reply_error(conn, req, 413, "payload_too_large",
+						   req->route == ROUTE_UPLOAD ?
+						   "the body is larger than the receiver's --max-upload" :
 						   "the body is larger than the receiver's --max-body", NULL);
+	if (req->route == ROUTE_UPLOAD)
+		return start_upload(conn, req);
 	return MHD_YES;				/* wait for the body */
 }
 
@@ -334,12 +548,12 @@ take_body(Request *req, const char *data, size_t size)
 		req->dropped = "body still arriving after --timeout";
 		return MHD_NO;
 	}
-	if (req->received > 2 * config->max_body)
+	if (req->received > 2 * body_limit(req))
 	{
-		req->dropped = "chunked body over twice --max-body";
+		req->dropped = "chunked body over twice its limit";
 		return MHD_NO;
 	}
-	if (req->received > config->max_body)
+	if (req->received > body_limit(req))
 	{
 		req->too_large = true;
 		buf_free(&req->body);
@@ -350,6 +564,8 @@ take_body(Request *req, const char *data, size_t size)
 		if (req->body.failed)
 			return MHD_NO;
 	}
+	else if (req->route == ROUTE_UPLOAD)
+		upload_feed(req->upload, data, size);	/* bounds the file itself */
 	return MHD_YES;
 }
 
@@ -374,10 +590,12 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		clock_gettime(CLOCK_MONOTONIC, &req->started);
 		copy_printable(req->method, sizeof(req->method), method);
 		copy_printable(req->path, sizeof(req->path), url);
-		if (strcmp(url, PATH_WEBHOOK) == 0)
-			req->route = ROUTE_WEBHOOK;
-		else if (strcmp(url, PATH_HEALTH) == 0)
-			req->route = ROUTE_HEALTH;
+		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+			if (strcmp(url, routes[i].path) == 0)
+			{
+				req->route = routes[i].route;
+				req->post = routes[i].post;
+			}
 		return start_request(conn, req);
 	}
 
@@ -392,10 +610,20 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 	/* The whole request is in. */
 	if (req->too_large)
 		return reply_error(conn, req, 413, "payload_too_large",
+						   req->route == ROUTE_UPLOAD ?
+						   "the body is larger than the receiver's --max-upload" :
 						   "the body is larger than the receiver's --max-body", NULL);
-	if (req->route == ROUTE_WEBHOOK)
-		return handle_webhook(conn, req);
-	return handle_health(conn, req);
+	switch (req->route)
+	{
+		case ROUTE_WEBHOOK:
+			return handle_webhook(conn, req);
+		case ROUTE_UPLOAD:
+			return handle_upload(conn, req);
+		case ROUTE_METRICS:
+			return handle_metrics(conn, req);
+		default:
+			return handle_health(conn, req);
+	}
 }
 
 /* One log line per request, then free its state. */
@@ -428,6 +656,10 @@ request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 elapsed_ms(&req->started),
 			 (unsigned) toe < sizeof(why) / sizeof(why[0]) ? why[toe] : " (closed)");
 	buf_free(&req->body);
+	upload_free(req->upload);
+	if (req->token != NULL)
+		explicit_bzero(req->token, strlen(req->token));
+	free(req->token);
 	free(req);
 	*con_cls = NULL;
 

@@ -1,10 +1,11 @@
 /*
- * webhookd.h — tvdb-webhookd, the HTTP receiver for parser callbacks.
+ * webhookd.h — tvdb-webhookd, tvdb's HTTP front door: parser callbacks,
+ * uploads, health and Prometheus metrics.
  *
  * It runs as its own process, outside the postmaster, on purpose: a crash in
  * network-facing code must never make PostgreSQL restart.  All it does is
- * hand each callback's raw bytes and headers to tvdb.handle_llamaparse_webhook()
- * and relay the answer; every decision is made inside the database.
+ * hand each request's bytes to one SQL function and relay the answer; every
+ * decision (signatures, tokens, validation) is made inside the database.
  */
 #ifndef TVDB_WEBHOOKD_H
 #define TVDB_WEBHOOKD_H
@@ -25,7 +26,8 @@ typedef struct Config
 	const char *listen;			/* numeric address or host name to bind */
 	unsigned	port;
 	const char *dsn;			/* libpq connection string; "" = PG* env */
-	size_t		max_body;		/* largest request body accepted, bytes */
+	size_t		max_body;		/* largest webhook body accepted, bytes */
+	size_t		max_upload;		/* largest uploaded file accepted, bytes */
 	unsigned	timeout;		/* seconds: idle connection, whole request,
 								 * pool wait, statement_timeout */
 	int			pool;			/* database connections */
@@ -62,8 +64,29 @@ extern DbOutcome pool_exec(const char *sql, int nparams, const Oid *types,
 						   const char *const *values, const int *lengths,
 						   const int *formats, PGresult **res,
 						   char *errbuf, size_t errlen);
+/* the SQLSTATE of the last DB_SQL_ERROR in this thread ("" if none) */
+extern const char *pool_sqlstate(void);
 extern void pool_shutdown(void);
 extern void pool_destroy(void);
+
+/* upload.c — a multipart/form-data body, streamed, keeping its "file" part */
+typedef struct Upload Upload;
+typedef enum UploadResult
+{
+	UPLOAD_OK,
+	UPLOAD_BAD,					/* malformed, no file part, two of them, no filename */
+	UPLOAD_TOO_LARGE,			/* the file outgrew --max-upload */
+	UPLOAD_NO_MEMORY
+} UploadResult;
+
+struct MHD_Connection;
+extern Upload *upload_begin(struct MHD_Connection *conn, size_t max_file);
+extern void upload_feed(Upload *u, const char *data, size_t size);
+extern UploadResult upload_finish(Upload *u, const char **detail);
+extern const char *upload_filename(const Upload *u);
+extern const char *upload_content_type(const Upload *u);
+extern const Buf *upload_file(const Upload *u);
+extern void upload_free(Upload *u);
 
 /* server.c — routes and request handling on libmicrohttpd */
 struct MHD_Daemon;

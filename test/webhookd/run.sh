@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test/webhookd/run.sh — tvdb-webhookd end to end, with curl, against the real
-# tvdb.handle_llamaparse_webhook(): every check asserts the HTTP status and
-# what the database holds afterwards.  Prints one TAP-like line per check.
+# tvdb.handle_llamaparse_webhook(), tvdb.upload_with_token(), tvdb.health and
+# tvdb.metrics(): every check asserts the HTTP status and what the database
+# holds afterwards.  Prints one TAP-like line per check.  The daemon logs in
+# as a role that is only granted tvdb_webhook and tvdb_monitor.
 #
 # Needs a running cluster with tvdb installed and preloaded, PGHOST / PGPORT /
 # PGUSER (a superuser) exported, 'tvdb-test-secret' among tvdb.webhook_secrets,
@@ -13,11 +15,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BINDIR=$("${PG_CONFIG:-pg_config}" --bindir)
 DAEMON=${TVDB_WEBHOOKD_BIN:-$BINDIR/tvdb-webhookd}   # override to test another build
 DB=tvdb_webhookd
-ROLE=tvdb_regress_webhookd   # a login role granted tvdb_webhook, as the README says
+ROLE=tvdb_webhookd_test
 SECRET=tvdb-test-secret
 MAX_BODY=65536
+MAX_UPLOAD=100000
 HOOK=/api/v1/webhooks/llamaparse
 HEALTH=/api/v1/webhooks/health
+UPLOAD=/api/v1/upload
 WORK=$(mktemp -d /tmp/tvdb-webhookd-test.XXXXXX)
 DAEMON_PID=
 
@@ -85,14 +89,24 @@ deliver() {                      # deliver FILE [CURL ARGS...]: POST it, signed 
 }
 result() { sed -n 's/.*"result": *"\([a-z_]*\)".*/\1/p' "$WORK/body"; }
 health() { request GET "$HEALTH"; }
-wait_health() {                  # wait_health SECONDS: until health answers 200
+field() { "$PYTHON" -c 'import json,sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v)' "$WORK/body" "$1"; }
+# No worker serves this database (the workers serve tvdb_worker): tvdb.health
+# says down, 503; the database itself is up.
+database_up() { health >/dev/null; [ "$(field database 2>/dev/null)" = up ]; }
+wait_health() {                  # wait_health SECONDS: until health finds the database up
     local i
     for ((i = 0; i < $1 * 10; i++)); do
-        [ "$(health)" = 200 ] && return 0
+        database_up && return 0
         sleep 0.1
     done
     return 1
 }
+upload() {                       # upload TOKEN [CURL ARGS...]: POST a form with a bearer token
+    local token=$1
+    shift
+    request POST "$UPLOAD" -H "Authorization: Bearer $token" "$@"
+}
+documents() { sql "SELECT count(*) FROM upload_pipeline.documents"; }
 
 # ---- jobs --------------------------------------------------------------------
 new_job() {                      # new_job NAME: a job in parse_queued; sets JOB, DOC
@@ -111,24 +125,27 @@ forgeries() { sql "SELECT coalesce(sum(refused), 0) FROM upload_pipeline.webhook
     psql_db postgres -c "DROP ROLE IF EXISTS $ROLE" &&
     psql_db postgres -c "CREATE DATABASE $DB" &&
     sql "CREATE EXTENSION tvdb CASCADE" &&
-    sql "CREATE ROLE $ROLE LOGIN IN ROLE tvdb_webhook"
+    sql "CREATE ROLE $ROLE LOGIN; GRANT tvdb_webhook, tvdb_monitor TO $ROLE"
 } >/dev/null || { echo "Bail out! could not set up database $DB"; exit 1; }
 
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
-"$DAEMON" --listen 127.0.0.1 --port "$PORT" --max-body "$MAX_BODY" --timeout 10 --pool 4 \
+TVDB_WEBHOOKD_MAX_UPLOAD=$MAX_UPLOAD "$DAEMON" --listen 127.0.0.1 --port "$PORT" --max-body "$MAX_BODY" --timeout 10 --pool 4 \
     --dsn "host=$PGHOST port=$PGPORT dbname=$DB user=$ROLE" 2>"$WORK/daemon.log" &
 DAEMON_PID=$!
 if ! wait_health 10; then
-    echo "Bail out! tvdb-webhookd did not become healthy"
+    echo "Bail out! tvdb-webhookd did not reach the database"
     cat "$WORK/daemon.log"
     exit 1
 fi
 echo "# tvdb-webhookd pid $DAEMON_PID on $URL, as role $ROLE"
 
 # ---- checks ------------------------------------------------------------------
-check "health: 200 and database up" eq "$(health) $(cat "$WORK/body")" \
-    '200 {"status":"ok","database":"up"}'
+check "health: 503, down (no worker serves this database), database up" eq \
+    "$(health) $(field status) $(field database) $(field workers)" "503 down up 0"
+check "  the reason names tvdb.database" eq "$(field reason)" \
+    "no tvdb worker: tvdb.database is $(sql "SHOW tvdb.database"), not this database ($DB)"
+check "GET /health: the same tvdb.health" eq "$(request GET /health) $(field status) $(field backlog)" "503 down 0"
 
 new_job first
 sha=$(helper payload "$JOB" "$DOC" parsed "$WORK/first.json")
@@ -196,7 +213,7 @@ helper garbage "$SECRET" "$WORK/genuine.json" "$WORK/g"
 : >"$WORK/g.codes"
 for f in "$WORK"/g/garbage-??; do deliver "$f" >>"$WORK/g.codes"; echo >>"$WORK/g.codes"; done
 check "$(ls "$WORK"/g/garbage-?? | wc -l) random and truncated bodies, correctly signed: 400 each" all 400 "$WORK/g.codes"
-check "  job unchanged, daemon healthy" eq "$(job_status "$JOB") $(events "$JOB") $(health)" "parse_queued $before 200"
+check "  job unchanged, daemon answering" eq "$(job_status "$JOB") $(events "$JOB") $(database_up && echo up)" "parse_queued $before up"
 
 new_job failed
 helper payload "$JOB" "$DOC" failed "$WORK/failed.json" >/dev/null
@@ -220,11 +237,91 @@ check "body over --max-body (chunked): 413" eq \
 check "  the database was not called" eq "$(forgeries)" "$forged_before"
 
 helper abort "$PORT"
-check "client hanging up mid-body: daemon still healthy" eq "$(health)" 200
+check "client hanging up mid-body: daemon still answering" database_up
 check "unknown path: 404" eq "$(request GET /api/v1/nope) $(result)" "404 not_found"
 check "GET on the webhook path: 405 with Allow: POST" eq \
     "$(request GET "$HOOK") $(tr -d '\r' <"$WORK/headers" | grep -i '^allow:')" "405 Allow: POST"
 check "POST on the health path: 405" eq "$(request POST "$HEALTH" --data-binary x)" 405
+
+# ---- metrics -----------------------------------------------------------------
+code=$(request GET /metrics)
+check "GET /metrics: 200, Prometheus text 0.0.4" eq \
+    "$code $(tr -d '\r' <"$WORK/headers" | grep -i '^content-type:')" \
+    "200 Content-Type: text/plain; version=0.0.4; charset=utf-8"
+check "  every line is a HELP, a TYPE or a sample" eq "$("$PYTHON" "$HERE/webhook.py" check-metrics "$WORK/body")" ok
+check "  jobs by status as the database counts them" eq \
+    "$(grep -E '^tvdb_jobs\{status="(parsed|failed_parse)"\} ' "$WORK/body" | tr '\n' ' ')" \
+    "$(sql "SELECT string_agg(format('tvdb_jobs{status=\"%s\"} %s ', status, jobs), '' ORDER BY ordinal)
+            FROM tvdb.pipeline_status JOIN tvdb.statuses USING (status) WHERE status IN ('parsed', 'failed_parse')")"
+check "  a stage latency histogram ends in +Inf, _sum, _count" eq \
+    "$(grep -c '^tvdb_stage_duration_seconds_bucket{stage="parse_queued",le="+Inf"} ' "$WORK/body") $(grep -c '^tvdb_stage_duration_seconds_\(sum\|count\){stage="parse_queued"} ' "$WORK/body")" "1 2"
+check "  health, circuits and ledger are there" eq \
+    "$(grep -c '^tvdb_health{status="down"} 1$\|^tvdb_circuit_state{service="openai",state="closed"} \|^tvdb_service_requests_total{service="llamaparse"} ' "$WORK/body")" 3
+check "POST /metrics: 405 with Allow: GET, HEAD" eq \
+    "$(request POST /metrics --data-binary x) $(tr -d '\r' <"$WORK/headers" | grep -i '^allow:')" "405 Allow: GET, HEAD"
+
+# ---- uploads -----------------------------------------------------------------
+TOKEN=$(sql "SELECT tvdb.create_api_token('webhookd-test')")
+head -c 5000 /dev/urandom >"$WORK/scan.pdf"
+before=$(documents)
+code=$(upload "$TOKEN" -F "file=@$WORK/scan.pdf;type=application/pdf")
+JOB=$(field job_id)
+check "upload: 201 created with job_id and correlation_id" eq "$code $(field result) $(field http_status)" "201 created 201"
+check "  the document: its name, type and exact bytes, its job uploaded, the correlation id" eq \
+    "$(sql "SELECT d.filename, d.mime_type, d.sha256, j.status, j.correlation_id
+            FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+            WHERE j.job_id = '$JOB'" | tr '|' ' ')" \
+    "scan.pdf application/pdf $(sha256sum "$WORK/scan.pdf" | cut -c1-64) uploaded $(field correlation_id)"
+printf '# Notes\n\nplain markdown\n' >"$WORK/notes.md"
+check "upload with other form fields around the file: 201" eq \
+    "$(upload "$TOKEN" -F note=hello -F "file=@$WORK/notes.md;type=text/markdown" -F more=1) $(documents)" "201 $((before + 2))"
+before=$(documents)
+code=$(request POST "$UPLOAD" -F "file=@$WORK/notes.md")
+check "no Authorization header: 401 with WWW-Authenticate: Bearer" eq \
+    "$code $(field result) $(tr -d '\r' <"$WORK/headers" | grep -i '^www-authenticate:')" \
+    '401 unauthorized WWW-Authenticate: Bearer realm="tvdb"'
+# the token with its last hex digit changed (to one it is not)
+code=$(upload "${TOKEN%?}$([ "${TOKEN: -1}" = 0 ] && echo 1 || echo 0)" -F "file=@$WORK/notes.md")
+check "a wrong token: 401, invalid_token" eq \
+    "$code $(tr -d '\r' <"$WORK/headers" | grep -i '^www-authenticate:')" \
+    '401 WWW-Authenticate: Bearer realm="tvdb", error="invalid_token"'
+check "Basic instead of Bearer: 401" eq \
+    "$(request POST "$UPLOAD" -u user:pass -F "file=@$WORK/notes.md")" 401
+check "  nothing stored, the token not in the log" eq "$(documents) $(grep -c -- "$TOKEN" "$WORK/daemon.log")" "$before 0"
+check "not multipart: 400" eq \
+    "$(upload "$TOKEN" -H 'Content-Type: application/json' --data-binary '{"file": "x"}') $(field result)" "400 bad_request"
+check "no part named file: 400" eq \
+    "$(upload "$TOKEN" -F "document=@$WORK/notes.md") $(field detail)" '400 the form has no part named "file"'
+check "two file parts: 400" eq \
+    "$(upload "$TOKEN" -F "file=@$WORK/notes.md" -F "file=@$WORK/scan.pdf") $(field result)" "400 bad_request"
+check "a file part with no filename: 400" eq \
+    "$(upload "$TOKEN" -F "file=<$WORK/notes.md") $(field detail)" '400 the "file" part has no filename'
+printf -- '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.md"\r\n\r\nno closing boundary' >"$WORK/broken"
+check "malformed multipart (no closing boundary): 400" eq \
+    "$(upload "$TOKEN" -H 'Content-Type: multipart/form-data; boundary=XYZ' --data-binary @"$WORK/broken") $(field result)" \
+    "400 bad_request"
+check "a filename with a path: 400 from tvdb.upload's checks" eq \
+    "$(upload "$TOKEN" -F "file=@$WORK/notes.md;filename=../etc/passwd") $(field result)" "400 bad_request"
+printf -- '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.md"\r\nContent-Type: text\r\n\r\nx\r\n--XYZ--\r\n' >"$WORK/notype"
+check "a part Content-Type that is no media type: 400" eq \
+    "$(upload "$TOKEN" -H 'Content-Type: multipart/form-data; boundary=XYZ' --data-binary @"$WORK/notype") $(field detail)" \
+    "400 invalid mime_type: it is not type/subtype, each a token"
+check "an empty file: 400" eq "$(upload "$TOKEN" -F "file=@/dev/null;filename=empty.md") $(field result)" "400 bad_request"
+head -c $((MAX_UPLOAD + 1)) /dev/zero | tr '\0' 'x' >"$WORK/big.md"
+check "a file over --max-upload (from the environment): 413" eq \
+    "$(upload "$TOKEN" -F "file=@$WORK/big.md") $(field result)" "413 payload_too_large"
+check "  the same, chunked: 413" eq \
+    "$(upload "$TOKEN" -H 'Transfer-Encoding: chunked' -F "file=@$WORK/big.md") $(field result)" "413 payload_too_large"
+head -c $((MAX_UPLOAD + 70000)) /dev/zero | tr '\0' 'x' >"$WORK/bigger.md"
+check "  a declared length far over it: 413 before the body is read" eq \
+    "$(upload "$TOKEN" -F "file=@$WORK/bigger.md") $(field result)" "413 payload_too_large"
+head -c "$MAX_UPLOAD" /dev/zero | tr '\0' 'y' >"$WORK/limit.md"
+check "  a file of exactly --max-upload: 201" eq "$(upload "$TOKEN" -F "file=@$WORK/limit.md") $(documents)" "201 $((before + 1))"
+check "GET on the upload path: 405 with Allow: POST" eq \
+    "$(request GET "$UPLOAD") $(tr -d '\r' <"$WORK/headers" | grep -i '^allow:')" "405 Allow: POST"
+sql "SELECT tvdb.revoke_api_token('webhookd-test')" >/dev/null
+check "a revoked token: 401" eq "$(upload "$TOKEN" -F "file=@$WORK/notes.md")" 401
+check "  the daemon's log never shows a token" eq "$(grep -c -- "$TOKEN" "$WORK/daemon.log")" 0
 
 if [ -n "${TVDB_PGDATA:-}" ]; then
     pg_ctl() { as_pg "$BINDIR/pg_ctl" -D "$TVDB_PGDATA" -l "$(dirname "$TVDB_PGDATA")/server.log" -w -t 60 "$@" >/dev/null; }
@@ -235,12 +332,13 @@ if [ -n "${TVDB_PGDATA:-}" ]; then
     check "  then a delivery succeeds" eq "$(deliver "$WORK/restarted.json") $(job_status "$JOB")" "200 parsed"
 
     pg_ctl stop -m fast
-    check "database down: health 503 degraded" eq \
+    check "database down: health 503 down" eq \
         "$(health) $("$PYTHON" -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["status"], d["database"], bool(d["detail"]))' "$WORK/body")" \
-        "503 degraded down True"
+        "503 down down True"
+    check "database down: metrics 503" eq "$(request GET /metrics) $(result)" "503 database_unavailable"
     check "database down: webhook 503" eq "$(deliver "$WORK/restarted.json") $(result)" "503 database_unavailable"
     pg_ctl start
-    check "database back: health 200" wait_health 30
+    check "database back: health finds it up" wait_health 30
 else
     echo "ok $((n += 1)) - database restart # SKIP TVDB_PGDATA is not set"
 fi

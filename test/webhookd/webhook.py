@@ -11,12 +11,15 @@
   webhook.py odd-headers PORT FILE SIGNATURE     POST FILE with control characters,
                                                  bad UTF-8 and a repeated header;
                                                  print the HTTP status
+  webhook.py check-metrics FILE                  check Prometheus text format 0.0.4:
+                                                 print "ok" or the first problem
 """
 import hashlib
 import hmac
 import json
 import os
 import random
+import re
 import socket
 import sys
 
@@ -95,9 +98,59 @@ def odd_headers(port, path, signature):
     print(reply.split(b" ", 2)[1].decode() if reply.startswith(b"HTTP/") else "000")
 
 
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+SAMPLE = re.compile(r"(%s)(\{%s(?:,%s)*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|[+-]Inf|NaN)" % (NAME, LABEL, LABEL))
+COMMENT = re.compile(r"# (HELP|TYPE) (%s) (.+)" % NAME)
+
+
+def check_metrics(path):
+    """The text exposition format 0.0.4 (prometheus/docs, exposition_formats.md):
+    each family's HELP then TYPE before its samples, samples of a family
+    together, a histogram's buckets cumulative and ending in le="+Inf" equal
+    to its _count."""
+    text = open(path, encoding="utf-8").read()
+    if not text.endswith("\n"):
+        return print("no newline at the end")
+    families, current, buckets = {}, None, {}
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        m = COMMENT.fullmatch(line)
+        if m:
+            kind, name = m.group(1), m.group(2)
+            if kind == "HELP":
+                if name in families:
+                    return print("line %d: %s described twice" % (n, name))
+                families[name], current = None, name
+            elif current != name or families[name] is not None:
+                return print("line %d: TYPE of %s not right after its HELP" % (n, name))
+            else:
+                families[name] = m.group(3)
+            continue
+        m = SAMPLE.fullmatch(line)
+        if not m:
+            return print("line %d is not a sample: %r" % (n, line))
+        name, value = m.group(1), m.group(3)
+        base = re.sub(r"_(bucket|sum|count)$", "", name) if families.get(current) == "histogram" else name
+        if base != current:
+            return print("line %d: %s outside its family" % (n, name))
+        if name.endswith("_bucket"):
+            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            le = labels.pop("le")
+            key = tuple(sorted(labels.items()))
+            prev = buckets.get(key, (float("-inf"), 0))
+            if float(le) <= prev[0] or float(value) < prev[1]:
+                return print("line %d: buckets not cumulative" % n)
+            buckets[key] = (float(le), float(value))
+        elif name.endswith("_count") and families.get(current) == "histogram":
+            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            if buckets.get(tuple(sorted(labels.items()))) != (float("inf"), float(value)):
+                return print("line %d: _count is not the +Inf bucket" % n)
+    print("ok")
+
+
 def main(argv):
     commands = {"payload": (payload, 4), "sign": (sign, 2), "garbage": (garbage, 3),
-                "abort": (abort, 1), "odd-headers": (odd_headers, 3)}
+                "abort": (abort, 1), "odd-headers": (odd_headers, 3), "check-metrics": (check_metrics, 1)}
     if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
         sys.exit(__doc__)
     commands[argv[1]][0](*argv[2:])

@@ -792,13 +792,12 @@ echo "# phase 4: callbacks as LlamaParse sends them, through tvdb-webhookd"
 # Polls are an hour apart here, so only a callback can move these jobs on
 # soon.  The fake posts to the callback URL the worker handed it, on
 # loopback over http (tvdb.callback_url_rules = local).
-q "CREATE ROLE tvdb_worker_webhookd LOGIN; GRANT USAGE ON SCHEMA tvdb TO tvdb_worker_webhookd;
-   GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO tvdb_worker_webhookd" >/dev/null
+q "CREATE ROLE tvdb_worker_webhookd LOGIN; GRANT tvdb_webhook, tvdb_monitor TO tvdb_worker_webhookd" >/dev/null
 wh_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$(pg_config --bindir)/tvdb-webhookd" --listen 127.0.0.1 --port "$wh_port" --pool 2 \
     --dsn "host=$PGHOST port=$PGPORT dbname=$DB user=tvdb_worker_webhookd" 2>"$WORK/webhookd.log" &
 pids+=($!)
-for _ in $(seq 1 50); do curl -sf "127.0.0.1:$wh_port/api/v1/webhooks/health" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 50); do curl -s "127.0.0.1:$wh_port/api/v1/webhooks/health" | grep -q '"database": "up"' && break; sleep 0.1; done
 psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.poll_interval_max = '1h'" -c "ALTER SYSTEM SET tvdb.poll_interval_min = '1h'" \
      -c "ALTER SYSTEM SET tvdb.callback_url_rules = 'local'" \
      -c "ALTER SYSTEM SET tvdb.parse_webhook_url = 'http://127.0.0.1:$wh_port/api/v1/webhooks/llamaparse'" \

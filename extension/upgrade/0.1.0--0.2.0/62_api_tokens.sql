@@ -1,0 +1,1 @@
+../../install/62_api_tokens.sql
