@@ -27,8 +27,8 @@ FROM tvdb.pipeline_status WHERE status = 'parse_queued';
 
 -- Stage latency: 100 jobs left chunking after 1, 2, ..., 100 seconds.
 BEGIN;
-INSERT INTO upload_pipeline.events (type, severity, code, from_status, to_status, in_previous_state)
-SELECT 'stage_done', 'info', 'chunking_completed', 'chunking', 'chunks_stored', make_interval(secs => i)
+INSERT INTO upload_pipeline.events (document_id, type, severity, code, from_status, to_status, in_previous_state)
+SELECT gen_random_uuid(), 'stage_done', 'info', 'chunking_completed', 'chunking', 'chunks_stored', make_interval(secs => i)
 FROM generate_series(1, 100) i;
 SELECT stage, count, p50_seconds, p95_seconds, p99_seconds, max_seconds
 FROM tvdb.stage_latency(interval '1 microsecond') WHERE count > 0 OR stage IN ('uploaded', 'chunking');
@@ -41,11 +41,11 @@ ROLLBACK;
 
 -- Throughput: 3 completed and 2 failed 45 minutes ago (a minute no other test uses).
 BEGIN;
-INSERT INTO upload_pipeline.events (type, severity, code, from_status, to_status, ts)
-SELECT 'stage_done', 'info', 'x', 'embeddings_stored', 'complete', date_trunc('minute', now()) - interval '45 min' + interval '10 s'
+INSERT INTO upload_pipeline.events (document_id, type, severity, code, from_status, to_status, ts)
+SELECT gen_random_uuid(), 'stage_done', 'info', 'x', 'embeddings_stored', 'complete', date_trunc('minute', now()) - interval '45 min' + interval '10 s'
 FROM generate_series(1, 3)
 UNION ALL
-SELECT 'stage_error', 'error', 'x', 'parse_queued', 'failed_parse', date_trunc('minute', now()) - interval '45 min' + interval '50 s'
+SELECT gen_random_uuid(), 'stage_error', 'error', 'x', 'parse_queued', 'failed_parse', date_trunc('minute', now()) - interval '45 min' + interval '50 s'
 FROM generate_series(1, 2);
 SELECT count(*) AS minutes, max(minute) = date_trunc('minute', now()) AS current_minute_last,
        min(minute) = date_trunc('minute', now()) - interval '59 min' AS an_hour

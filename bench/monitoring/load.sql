@@ -41,8 +41,8 @@ FROM bench_jobs j,
      LATERAL (SELECT k, s AS status, j.path[k - 1] AS path_prev
               FROM unnest(j.path) WITH ORDINALITY AS u(s, k)) p;
 
-INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes, created_at)
-SELECT 'storage://uploads/' || document_id, '\x78'::bytea, 'application/pdf',
+INSERT INTO upload_pipeline.blobs (document_id, path, content, content_type, sha256, size_bytes, created_at)
+SELECT document_id, 'storage://uploads/' || document_id, '\x78'::bytea, 'application/pdf',
        '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', 1, created
 FROM bench_jobs;
 INSERT INTO upload_pipeline.documents (document_id, filename, mime_type, size_bytes, sha256, storage_path, created_at)

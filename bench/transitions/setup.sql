@@ -17,8 +17,8 @@ CREATE SCHEMA bench;
 
 -- N jobs, created by direct inserts through the C triggers (each writes its
 -- creation event), then moved uploaded -> parse_queued (one more event each).
-INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
-SELECT 'storage://uploads/' || md5('doc' || n)::uuid || '/bench-' || n || '.txt',
+INSERT INTO upload_pipeline.blobs (document_id, path, content, content_type, sha256, size_bytes)
+SELECT md5('doc' || n)::uuid, 'storage://uploads/' || md5('doc' || n)::uuid || '/bench-' || n || '.txt',
        convert_to('document ' || n, 'UTF8'), 'text/plain',
        encode(sha256(convert_to('document ' || n, 'UTF8')), 'hex'),
        octet_length(convert_to('document ' || n, 'UTF8'))

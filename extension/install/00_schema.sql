@@ -18,12 +18,14 @@ COMMENT ON FUNCTION tvdb._may_see(name) IS 'internal: may the caller see a docum
 
 -- The storage:// namespace: raw uploads and parsed markdown.
 CREATE TABLE upload_pipeline.blobs (
-    path         text PRIMARY KEY CHECK (path LIKE 'storage://%'),
+    path         text NOT NULL CHECK (path LIKE 'storage://%'),
     content      bytea NOT NULL,
     content_type text NOT NULL,
     sha256       text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     size_bytes   bigint NOT NULL CHECK (size_bytes = octet_length(content)),
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    document_id  uuid NOT NULL,
+    PRIMARY KEY (document_id, path)
 );
 COMMENT ON TABLE upload_pipeline.blobs IS 'content addressed by storage:// path (uploads and parsed markdown)';
 
@@ -33,15 +35,16 @@ CREATE TABLE upload_pipeline.documents (
     mime_type    text NOT NULL,
     size_bytes   bigint NOT NULL CHECK (size_bytes > 0),
     sha256       text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
-    storage_path text NOT NULL REFERENCES upload_pipeline.blobs (path),
+    storage_path text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    owner        name NOT NULL DEFAULT tvdb._caller()
+    owner        name NOT NULL DEFAULT tvdb._caller(),
+    FOREIGN KEY (document_id, storage_path) REFERENCES upload_pipeline.blobs (document_id, path)
 );
 COMMENT ON TABLE upload_pipeline.documents IS 'one row per uploaded document';
 COMMENT ON COLUMN upload_pipeline.documents.owner IS 'the role that uploaded it (tvdb.isolate_documents)';
 
 CREATE TABLE upload_pipeline.upload_jobs (
-    job_id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_id            uuid NOT NULL DEFAULT gen_random_uuid(),
     document_id       uuid NOT NULL REFERENCES upload_pipeline.documents ON DELETE CASCADE,
     -- guarded by the C triggers below; the valid names are in tvdb.statuses
     status            text NOT NULL DEFAULT 'uploaded',
@@ -59,7 +62,8 @@ CREATE TABLE upload_pipeline.upload_jobs (
     lease_expires_at  timestamptz,
     status_changed_at timestamptz NOT NULL DEFAULT now(),
     created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now()
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (document_id, job_id)
 );
 COMMENT ON TABLE upload_pipeline.upload_jobs IS 'one pipeline job per document; status changes are checked by C triggers';
 COMMENT ON COLUMN upload_pipeline.upload_jobs.attempts IS 'the current attempt: 1, plus one for every retry edge taken';
@@ -73,14 +77,14 @@ COMMENT ON COLUMN upload_pipeline.upload_jobs.lease_expires_at IS 'a worker''s c
 -- in 10_statemachine.sql from the C status table.
 CREATE INDEX upload_jobs_parse_job_idx ON upload_pipeline.upload_jobs (parse_job_id)
     WHERE parse_job_id IS NOT NULL;
-CREATE INDEX upload_jobs_document_idx ON upload_pipeline.upload_jobs (document_id);
+CREATE INDEX upload_jobs_job_idx ON upload_pipeline.upload_jobs (job_id);
 CREATE INDEX upload_jobs_correlation_idx ON upload_pipeline.upload_jobs (correlation_id);
 
 CREATE TABLE upload_pipeline.events (
-    event_id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    seq               bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    event_id          uuid NOT NULL DEFAULT gen_random_uuid(),
+    seq               bigint GENERATED ALWAYS AS IDENTITY,
     job_id            uuid,
-    document_id       uuid,
+    document_id       uuid NOT NULL,
     type              text NOT NULL CHECK (type <> ''),
     severity          text NOT NULL CHECK (severity IN ('debug', 'info', 'warn', 'error')),
     code              text NOT NULL CHECK (code <> ''),
@@ -90,17 +94,20 @@ CREATE TABLE upload_pipeline.events (
     from_status       text,
     to_status         text,
     in_previous_state interval,
-    attempt           integer
+    attempt           integer,
+    PRIMARY KEY (document_id, event_id),
+    UNIQUE (document_id, seq)
 );
 COMMENT ON TABLE upload_pipeline.events IS 'append-only job history: one row per status change (written by trigger) plus application events';
 COMMENT ON COLUMN upload_pipeline.events.seq IS 'commit-independent order of events, also within one transaction';
 COMMENT ON COLUMN upload_pipeline.events.in_previous_state IS 'how long the job stayed in from_status';
 CREATE INDEX events_job_idx ON upload_pipeline.events (job_id, seq);
+CREATE INDEX events_seq_idx ON upload_pipeline.events (seq);
 CREATE INDEX events_correlation_idx ON upload_pipeline.events (correlation_id);
 
 CREATE TABLE upload_pipeline.document_chunks (
     document_id    uuid NOT NULL REFERENCES upload_pipeline.documents ON DELETE CASCADE,
-    job_id         uuid NOT NULL REFERENCES upload_pipeline.upload_jobs ON DELETE CASCADE,
+    job_id         uuid NOT NULL,
     chunk_index    integer NOT NULL CHECK (chunk_index >= 0),
     content        text NOT NULL,
     token_estimate integer NOT NULL CHECK (token_estimate >= 0),
@@ -109,7 +116,8 @@ CREATE TABLE upload_pipeline.document_chunks (
     embedding      real[],
     model          text,
     created_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (document_id, chunk_index)
+    PRIMARY KEY (document_id, chunk_index),
+    FOREIGN KEY (document_id, job_id) REFERENCES upload_pipeline.upload_jobs (document_id, job_id) ON DELETE CASCADE
 );
 COMMENT ON TABLE upload_pipeline.document_chunks IS 'chunks of parsed markdown and their embeddings';
 CREATE INDEX document_chunks_job_idx ON upload_pipeline.document_chunks (job_id);

@@ -3,7 +3,7 @@
 CREATE FUNCTION tvdb.upload(filename text, content bytea,
                             mime_type text DEFAULT NULL, correlation_id uuid DEFAULT NULL)
     RETURNS uuid
-    AS 'MODULE_PATHNAME', 'tvdb_upload' LANGUAGE C VOLATILE;
+    AS 'MODULE_PATHNAME', 'tvdb_upload_0_2' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION tvdb.upload(text, bytea, text, uuid) IS
     'store a document and create its job in status uploaded; returns the job_id';
 

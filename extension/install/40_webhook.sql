@@ -188,9 +188,9 @@ BEGIN
                  ELSE 'job is already past parsing' END, 'parsed');
     END IF;
     md_path := tvdb._parsed_path(job.document_id, job.job_id);
-    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
-    VALUES (md_path, markdown, 'text/markdown', md_sha, octet_length(markdown))
-    ON CONFLICT (path) DO UPDATE
+    INSERT INTO upload_pipeline.blobs (document_id, path, content, content_type, sha256, size_bytes)
+    VALUES (job.document_id, md_path, markdown, 'text/markdown', md_sha, octet_length(markdown))
+    ON CONFLICT (document_id, path) DO UPDATE
         SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
             size_bytes = EXCLUDED.size_bytes, created_at = now();
     UPDATE upload_pipeline.upload_jobs j
@@ -393,7 +393,7 @@ COMMENT ON FUNCTION tvdb._apply_llamaparse_webhook(bytea, jsonb, uuid) IS 'inter
 
 CREATE FUNCTION tvdb.handle_llamaparse_webhook(body bytea, headers jsonb, params jsonb DEFAULT NULL)
     RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'tvdb_handle_llamaparse_webhook' LANGUAGE C VOLATILE
+    AS 'MODULE_PATHNAME', 'tvdb_handle_llamaparse_webhook_0_2' LANGUAGE C VOLATILE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) IS
     'authenticate and apply one LlamaParse callback (params: the query of the URL it came to); returns {"http_status", "result", ...} for the receiver to relay';

@@ -192,15 +192,16 @@ CREATE FUNCTION tvdb._store_parsed_all(jobs uuid[], owner text, markdowns text[]
 AS $$
 DECLARE
     ours uuid[];
+    docs uuid[];
     paths text[];
     mds bytea[];
     ds jsonb[];
 BEGIN
-    SELECT array_agg(v.job ORDER BY v.i),
+    SELECT array_agg(v.job ORDER BY v.i), array_agg(u.document_id ORDER BY v.i),
            array_agg(tvdb._parsed_path(u.document_id, v.job) ORDER BY v.i),
            array_agg(v.md ORDER BY v.i),
            array_agg(v.detail || jsonb_build_object('content_length', octet_length(v.md)) ORDER BY v.i)
-    INTO ours, paths, mds, ds
+    INTO ours, docs, paths, mds, ds
     FROM (SELECT w.job, w.i, w.detail, convert_to(w.markdown, 'UTF8') AS md
           FROM unnest(jobs, markdowns, details) WITH ORDINALITY AS w(job, markdown, detail, i)) v
     JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
@@ -209,10 +210,10 @@ BEGIN
     IF ours IS NULL THEN
         RETURN '{}';
     END IF;
-    INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)
-    SELECT v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
-    FROM unnest(paths, mds) AS v(path, md)
-    ON CONFLICT (path) DO UPDATE
+    INSERT INTO upload_pipeline.blobs (document_id, path, content, content_type, sha256, size_bytes)
+    SELECT v.doc, v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
+    FROM unnest(docs, paths, mds) AS v(doc, path, md)
+    ON CONFLICT (document_id, path) DO UPDATE
         SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
             size_bytes = EXCLUDED.size_bytes, created_at = now();
     UPDATE upload_pipeline.upload_jobs u

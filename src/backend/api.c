@@ -12,6 +12,7 @@
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(tvdb_upload);
+PG_FUNCTION_INFO_V1(tvdb_upload_0_2);
 PG_FUNCTION_INFO_V1(tvdb_transition);
 
 #define MAX_FILENAME_BYTES 1024
@@ -38,10 +39,44 @@ guess_mime_type(const char *filename)
 
 /*
  * tvdb.upload(filename, content, mime_type, correlation_id) RETURNS uuid
- * The blob, the document and the job are written by one statement.
+ * The blob, the document and the job are written by one statement.  Since
+ * 0.2.0 a blob is keyed by its document; tvdb_upload is the entry point of
+ * 0.1.0's SQL, which a database keeps until ALTER EXTENSION tvdb UPDATE.
  */
+static Datum upload(FunctionCallInfo fcinfo, bool blob_has_document);
+
+#define UPLOAD_SQL(blob_col, blob_val) \
+	"WITH ids AS (" \
+	"  SELECT gen_random_uuid() AS document_id, gen_random_uuid() AS job_id," \
+	"         encode(sha256($2), 'hex') AS sha256, octet_length($2) AS size," \
+	"         coalesce($4, gen_random_uuid()) AS correlation_id)," \
+	" blob AS (" \
+	"  INSERT INTO upload_pipeline.blobs (" blob_col "path, content, content_type, sha256, size_bytes)" \
+	"  SELECT " blob_val "'storage://uploads/' || document_id || '/' || $1, $2, $3, sha256, size" \
+	"  FROM ids RETURNING path)," \
+	" doc AS (" \
+	"  INSERT INTO upload_pipeline.documents" \
+	"    (document_id, filename, mime_type, size_bytes, sha256, storage_path)" \
+	"  SELECT document_id, $1, $3, size, sha256, blob.path FROM ids, blob" \
+	"  RETURNING document_id)" \
+	" INSERT INTO upload_pipeline.upload_jobs (job_id, document_id, correlation_id)" \
+	" SELECT job_id, doc.document_id, correlation_id FROM ids, doc" \
+	" RETURNING job_id"
+
 Datum
 tvdb_upload(PG_FUNCTION_ARGS)
+{
+	return upload(fcinfo, false);
+}
+
+Datum
+tvdb_upload_0_2(PG_FUNCTION_ARGS)
+{
+	return upload(fcinfo, true);
+}
+
+static Datum
+upload(FunctionCallInfo fcinfo, bool blob_has_document)
 {
 	static const Oid types[4] = {TEXTOID, BYTEAOID, TEXTOID, UUIDOID};
 	Datum		args[4];
@@ -104,23 +139,8 @@ tvdb_upload(PG_FUNCTION_ARGS)
 		args[3] = PG_GETARG_DATUM(3);
 
 	tvdb_spi_connect();
-	tvdb_spi_run("WITH ids AS ("
-			  "  SELECT gen_random_uuid() AS document_id, gen_random_uuid() AS job_id,"
-			  "         encode(sha256($2), 'hex') AS sha256, octet_length($2) AS size,"
-			  "         coalesce($4, gen_random_uuid()) AS correlation_id),"
-			  " blob AS ("
-			  "  INSERT INTO upload_pipeline.blobs (path, content, content_type, sha256, size_bytes)"
-			  "  SELECT 'storage://uploads/' || document_id || '/' || $1, $2, $3, sha256, size"
-			  "  FROM ids RETURNING path),"
-			  " doc AS ("
-			  "  INSERT INTO upload_pipeline.documents"
-			  "    (document_id, filename, mime_type, size_bytes, sha256, storage_path)"
-			  "  SELECT document_id, $1, $3, size, sha256, blob.path FROM ids, blob"
-			  "  RETURNING document_id)"
-			  " INSERT INTO upload_pipeline.upload_jobs (job_id, document_id, correlation_id)"
-			  " SELECT job_id, doc.document_id, correlation_id FROM ids, doc"
-			  " RETURNING job_id",
-			  4, types, args, nulls, SPI_OK_INSERT_RETURNING);
+	tvdb_spi_run(blob_has_document ? UPLOAD_SQL("document_id, ", "document_id, ") : UPLOAD_SQL("", ""),
+				 4, types, args, nulls, SPI_OK_INSERT_RETURNING);
 	job_id = SPI_datumTransfer(tvdb_spi_datum(0, 1, &isnull), false, sizeof(pg_uuid_t));
 	tvdb_spi_finish();
 

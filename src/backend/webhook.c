@@ -24,6 +24,7 @@
 #include "utils/jsonb.h"
 
 PG_FUNCTION_INFO_V1(tvdb_handle_llamaparse_webhook);
+PG_FUNCTION_INFO_V1(tvdb_handle_llamaparse_webhook_0_2);
 
 static Datum
 reply(int http_status, const char *result, const char *detail)
@@ -48,25 +49,37 @@ reply(int http_status, const char *result, const char *detail)
  * row names the signature headers seen but echoes nothing of the body or
  * their values.
  */
+#define SIGNATURE_HEADERS \
+	"('x-webhook-signature', 'lc-signature', 'x-hub-signature-256', " \
+	" 'webhook-signature', 'webhook-id', 'webhook-timestamp')"
+
 static void
-record_forgery(Size body_bytes, Jsonb *headers)
+record_forgery(Size body_bytes, Jsonb *headers, bool per_minute)
 {
 	static const Oid types[2] = {INT8OID, JSONBOID};
 	Datum		values[2] = {Int64GetDatum((int64) body_bytes), JsonbPGetDatum(headers)};
 
 	tvdb_spi_connect();
-	tvdb_spi_run(
-		"INSERT INTO upload_pipeline.webhook_refusals AS r "
-		"  (minute, endpoint, refused, body_bytes, signature_headers, last_at) "
-		"SELECT date_trunc('minute', now()), 'llamaparse', 1, $1, "
-		"       ARRAY(SELECT DISTINCT lower(k) FROM jsonb_object_keys($2) AS k WHERE lower(k) IN "
-		"               ('x-webhook-signature', 'lc-signature', 'x-hub-signature-256', "
-		"                'webhook-signature', 'webhook-id', 'webhook-timestamp') ORDER BY 1), now() "
-		"ON CONFLICT (minute, endpoint) DO UPDATE "
-		"SET refused = r.refused + 1, body_bytes = r.body_bytes + excluded.body_bytes, last_at = excluded.last_at, "
-		"    signature_headers = ARRAY(SELECT DISTINCT h FROM unnest(r.signature_headers || "
-		"                                  excluded.signature_headers) h ORDER BY 1)",
-		2, types, values, NULL, SPI_OK_INSERT);
+	if (!per_minute)			/* a database still at 0.1.0: an event each */
+		tvdb_spi_run("INSERT INTO upload_pipeline.events (type, severity, code, payload) "
+					 "SELECT 'security', 'warn', 'webhook_signature_invalid', "
+					 "       jsonb_build_object('endpoint', 'llamaparse', 'body_bytes', $1, "
+					 "           'signature_headers', coalesce((SELECT jsonb_agg(lower(k) ORDER BY lower(k)) "
+					 "               FROM jsonb_object_keys($2) AS k WHERE lower(k) IN " SIGNATURE_HEADERS ")"
+					 "           , '[]'))",
+					 2, types, values, NULL, SPI_OK_INSERT);
+	else
+		tvdb_spi_run(
+					 "INSERT INTO upload_pipeline.webhook_refusals AS r "
+					 "  (minute, endpoint, refused, body_bytes, signature_headers, last_at) "
+					 "SELECT date_trunc('minute', now()), 'llamaparse', 1, $1, "
+					 "       ARRAY(SELECT DISTINCT lower(k) FROM jsonb_object_keys($2) AS k WHERE lower(k) IN "
+					 SIGNATURE_HEADERS " ORDER BY 1), now() "
+					 "ON CONFLICT (minute, endpoint) DO UPDATE "
+					 "SET refused = r.refused + 1, body_bytes = r.body_bytes + excluded.body_bytes, last_at = excluded.last_at, "
+					 "    signature_headers = ARRAY(SELECT DISTINCT h FROM unnest(r.signature_headers || "
+					 "                                  excluded.signature_headers) h ORDER BY 1)",
+					 2, types, values, NULL, SPI_OK_INSERT);
 	tvdb_spi_finish();
 }
 
@@ -134,9 +147,28 @@ secret_header_matches(Jsonb *headers, List *secrets)
 	return ok;
 }
 
-/* tvdb.handle_llamaparse_webhook(body bytea, headers jsonb, params jsonb) RETURNS jsonb */
+/*
+ * tvdb.handle_llamaparse_webhook(body bytea, headers jsonb, params jsonb) RETURNS jsonb
+ * tvdb_handle_llamaparse_webhook is the entry point of 0.1.0's SQL, which
+ * records a refused delivery as an event; since 0.2.0 they are counted per
+ * minute (webhook_refusals).
+ */
+static Datum handle_webhook(FunctionCallInfo fcinfo, bool refusals_per_minute);
+
 Datum
 tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
+{
+	return handle_webhook(fcinfo, false);
+}
+
+Datum
+tvdb_handle_llamaparse_webhook_0_2(PG_FUNCTION_ARGS)
+{
+	return handle_webhook(fcinfo, true);
+}
+
+static Datum
+handle_webhook(FunctionCallInfo fcinfo, bool refusals_per_minute)
 {
 	Size		body_bytes;
 	Jsonb	   *headers;
@@ -185,7 +217,7 @@ tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
 		/* a URL that names a job must carry its token: nothing else stands in */
 		if (!tvdb_callback_token_valid(job, token, secrets))
 		{
-			record_forgery(body_bytes, headers);
+			record_forgery(body_bytes, headers, refusals_per_minute);
 			PG_RETURN_DATUM(reply(401, "unauthorized",
 								  "the callback URL's token is missing, invalid, or not for this job"));
 		}
@@ -193,7 +225,7 @@ tvdb_handle_llamaparse_webhook(PG_FUNCTION_ARGS)
 	else if (!secret_header_matches(headers, secrets) &&
 			 !tvdb_verify_signature(PG_GETARG_BYTEA_PP(0), headers, secrets))
 	{
-		record_forgery(body_bytes, headers);
+		record_forgery(body_bytes, headers, refusals_per_minute);
 		PG_RETURN_DATUM(reply(401, "unauthorized",
 							  "no valid callback token, secret header or signature "
 							  "(or the signature is outside the time tolerance)"));

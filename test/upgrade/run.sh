@@ -25,7 +25,8 @@ cleanup() { tvdb_cluster_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap "exit 1" TERM INT
 
-tvdb_cluster_start "tvdb.database = '$DB'" "tvdb.workers = 2" "tvdb.service_mode = 'mock'" "tvdb.job_retry_delay = 0" >/dev/null || exit 1
+tvdb_cluster_start "tvdb.database = '$DB'" "tvdb.workers = 2" "tvdb.service_mode = 'mock'" "tvdb.job_retry_delay = 0" \
+                   "tvdb.webhook_secrets = 'upgrade-test-secret'" >/dev/null || exit 1
 psql -X -q -d postgres -c "CREATE DATABASE $DB" -c "CREATE DATABASE tvdb_fresh"
 q $DB "SET client_min_messages = error; CREATE EXTENSION tvdb VERSION '0.1.0' CASCADE"
 q tvdb_fresh "SET client_min_messages = error; CREATE EXTENSION tvdb CASCADE"
@@ -41,6 +42,13 @@ q $DB "SELECT tvdb.set_budget('openai', 'day', 10)" >/dev/null
 q $DB "SELECT tvdb.transition(job_id, 'failed_parse', '{\"error\": \"parser gave up\", \"class\": \"retries_exhausted\"}')
        FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
        WHERE d.filename = 'doc-8.md'" >/dev/null
+# Three forged webhook deliveries: 0.1.0 records an event for each.
+for i in 1 2 3; do
+    q $DB "SELECT tvdb.handle_llamaparse_webhook(convert_to('{\"job_id\": \"x\"}', 'UTF8'),
+                                                 '{\"X-Webhook-Signature\": \"sha256=00\"}') ->> 'http_status'" >/dev/null
+done
+is "$(q $DB "SELECT count(*) FROM upload_pipeline.events WHERE code = 'webhook_signature_invalid' AND document_id IS NULL")" 3 \
+   "0.1.0 (on the new library) writes an event for each refused delivery"
 for _ in $(seq 1 60); do
     grep -q "database \"$DB\" has tvdb 0.1.0" "$TVDB_CLUSTER_DIR/server.log" && break; sleep 0.5
 done
@@ -52,6 +60,12 @@ is "$(q $DB "SELECT string_agg(status || ':' || n, ' ' ORDER BY status)
 
 q $DB "ALTER EXTENSION tvdb UPDATE"
 is "$(q $DB "SELECT extversion FROM pg_extension WHERE extname = 'tvdb'")" "$CURRENT" "ALTER EXTENSION tvdb UPDATE"
+is "$(q $DB "SELECT sum(refused) || ' ' || max(signature_headers::text) FROM upload_pipeline.webhook_refusals") \
+$(q $DB "SELECT count(*) FROM upload_pipeline.events WHERE document_id IS NULL")" "3 {x-webhook-signature} 0" \
+   "the update counts 0.1.0's refused deliveries per minute and keeps no event without a document"
+is "$(q $DB "SELECT count(*) FROM upload_pipeline.blobs b JOIN upload_pipeline.documents d
+             ON d.document_id = b.document_id AND d.storage_path = b.path")" 8 \
+   "every blob of 0.1.0 now names its document"
 psql -X -q -At -v ON_ERROR_STOP=1 -d $DB -f test/upgrade/catalog.sql > "$WORK/upgraded.txt"
 psql -X -q -At -v ON_ERROR_STOP=1 -d tvdb_fresh -f test/upgrade/catalog.sql > "$WORK/fresh.txt"
 is "$(diff "$WORK/fresh.txt" "$WORK/upgraded.txt" > "$WORK/diff.txt" && echo equal || { sed 's/^/# /' "$WORK/diff.txt" | head -60 >&2; echo differ; })" \
