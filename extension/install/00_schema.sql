@@ -102,7 +102,6 @@ COMMENT ON TABLE upload_pipeline.events IS 'append-only job history: one row per
 COMMENT ON COLUMN upload_pipeline.events.seq IS 'commit-independent order of events, also within one transaction';
 COMMENT ON COLUMN upload_pipeline.events.in_previous_state IS 'how long the job stayed in from_status';
 CREATE INDEX events_job_idx ON upload_pipeline.events (job_id, seq);
-CREATE INDEX events_seq_idx ON upload_pipeline.events (seq);
 CREATE INDEX events_correlation_idx ON upload_pipeline.events (correlation_id);
 
 CREATE TABLE upload_pipeline.document_chunks (

@@ -47,7 +47,6 @@ DELETE FROM upload_pipeline.events WHERE document_id IS NULL AND code = 'webhook
 ALTER TABLE upload_pipeline.events ALTER COLUMN document_id SET NOT NULL;
 ALTER TABLE upload_pipeline.events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (document_id, event_id);
 ALTER TABLE upload_pipeline.events DROP CONSTRAINT events_seq_key, ADD UNIQUE (document_id, seq);
-CREATE INDEX events_seq_idx ON upload_pipeline.events (seq);
 
 -- The two functions that store blobs name their document.
 CREATE OR REPLACE FUNCTION tvdb._webhook_parsed(job upload_pipeline.upload_jobs, markdown bytea, details jsonb,
