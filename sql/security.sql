@@ -42,10 +42,17 @@ SELECT filename, status FROM tvdb.jobs WHERE filename IN ('app1.md', 'app2.md') 
 SET tvdb.isolate_documents = off;
 RESET ROLE;
 
+-- A chunk for each document, as the worker would store them.
+INSERT INTO upload_pipeline.document_chunks (document_id, job_id, chunk_index, content, token_estimate, sha256)
+SELECT j.document_id, j.job_id, 0, d.filename || ' chunk', 2, encode(sha256(convert_to(d.filename, 'UTF8')), 'hex')
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+WHERE j.job_id IN (:'job1', :'job2');
+
 -- With isolation each sees only its own documents; a monitor sees all.
 SET tvdb.isolate_documents = on;
 SET ROLE tvdb_regress_app2;
 SELECT filename FROM tvdb.jobs WHERE filename IN ('app1.md', 'app2.md') ORDER BY 1;
+SELECT content, embedded FROM tvdb.chunks WHERE job_id IN (:'job1', :'job2') ORDER BY 1;
 SELECT filename FROM tvdb.job(:'job2');
 SELECT set_config('regress.job1', :'job1', false) IS NOT NULL AS noted;
 DO $$
@@ -60,6 +67,7 @@ SELECT count(*) AS others_history FROM tvdb.job_history(:'job1');
 SELECT count(*) > 0 AS own_history FROM tvdb.job_history(:'job2');
 SET ROLE tvdb_regress_watch;
 SELECT filename FROM tvdb.jobs WHERE filename IN ('app1.md', 'app2.md') ORDER BY 1;
+SELECT content FROM tvdb.chunks WHERE job_id IN (:'job1', :'job2') ORDER BY 1;
 SELECT 'no permission error' AS monitor_reads_costs FROM tvdb.cost_summary LIMIT 1;
 SELECT count(*) AS monitor_reads_budgets FROM tvdb.budgets;
 SELECT tvdb.upload('m.md', 'm');

@@ -15,6 +15,6 @@ BEGIN
 END
 $$;
 COMMENT ON ROLE tvdb_app IS 'tvdb: upload, cancel, retry, read jobs and chunks, through functions only';
-COMMENT ON ROLE tvdb_webhook IS 'tvdb: call tvdb.handle_llamaparse_webhook and nothing else';
+COMMENT ON ROLE tvdb_webhook IS 'tvdb: hand callbacks to tvdb.handle_llamaparse_webhook and uploads to tvdb.upload_with_token';
 COMMENT ON ROLE tvdb_monitor IS 'tvdb: read the monitoring views and metrics';
 GRANT USAGE ON SCHEMA tvdb TO tvdb_app, tvdb_webhook, tvdb_monitor;

@@ -143,8 +143,8 @@ is "$(q "select count(*) from tvdb.jobs j where filename like 'p1-%' and status 
           (select string_agg(to_status, ',' order by seq) from upload_pipeline.events e
            where e.job_id = j.job_id and to_status is not null) <> 'uploaded,parse_queued,failed_parse'")" 0 \
    "each failed job's events are uploaded, parse_queued, failed_parse"
-is "$(q "select count(*) from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.path = j.parsed_path
-          join upload_pipeline.documents d using (document_id)
+is "$(q "select count(*) from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.document_id = j.document_id and b.path = j.parsed_path
+          join upload_pipeline.documents d on d.document_id = j.document_id
           where d.filename like 'p1-%' and b.path = format('storage://parsed/%s/%s.md', j.document_id, j.job_id)
             and b.sha256 = j.parsed_sha256")" 110 "parsed markdown stored at storage://parsed/{document_id}/{job_id}.md"
 is "$(q "select count(*) from upload_pipeline.document_chunks c join upload_pipeline.documents d using (document_id)
@@ -859,8 +859,8 @@ emb() { echo "(select c.embedding from upload_pipeline.document_chunks c join up
 cos() { echo "(select sum(a * b) from unnest($(emb "$1"), $(emb "$2")) as t(a, b))"; }
 is "$(q "select $(emb m-a.md) = $(emb m-b.md)")" t "mock: the same text gives the same vector"
 is "$(q "select $(cos m-a.md m-c.md) > $(cos m-a.md m-d.md) + 0.2")" t "mock: similar text gives a nearer vector than unrelated text"
-is "$(q "select convert_from(b.content, 'UTF8') from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.path = j.parsed_path
-          join upload_pipeline.documents d using (document_id) where d.filename = 'm-e.html'")" "$(printf '# Hi\n\nSome HTML & text.')" \
+is "$(q "select convert_from(b.content, 'UTF8') from upload_pipeline.blobs b join upload_pipeline.upload_jobs j on b.document_id = j.document_id and b.path = j.parsed_path
+          join upload_pipeline.documents d on d.document_id = j.document_id where d.filename = 'm-e.html'")" "$(printf '# Hi\n\nSome HTML & text.')" \
    "mock: HTML becomes markdown"
 
 echo "# phase 6: a document whose chunks cannot be stored holds back only itself"
