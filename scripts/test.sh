@@ -5,7 +5,8 @@
 # (specs/), pgTAP (test/*.sql), tvdb-webhookd through curl (test/webhookd)
 # and the background worker against the fake servers (test/worker), stops
 # the cluster; then the budget race on a cluster of its own with four
-# workers (test/budget).  Meanwhile pg_cron on a socket-only cluster of its own
+# workers (test/budget), and several databases on a cluster of their own
+# (test/multidb).  Meanwhile pg_cron on a socket-only cluster of its own
 # (test/cron), which mostly waits for the minute.  Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -48,6 +49,8 @@ echo "== background worker"
 bash test/worker/run.sh || failed=1
 echo "== budgets: four workers racing for the last dollars"
 bash test/budget/run.sh || failed=1
+echo "== several databases: one cluster, four listed databases"
+bash test/multidb/run.sh || failed=1
 echo "== pg_cron on a socket-only cluster"
 wait $cron_pid || failed=1
 cat "$cron_log"
