@@ -3,8 +3,9 @@
 # databases with tvdb (one named with a space, so quoted), a third without
 # the extension, and a fourth that does not exist yet.  Two workers serve
 # each.  Mock mode first: documents in both complete, each database's by
-# its own workers; a document in B completes while every worker of A is
-# stuck behind a lock and A's backlog waits, and before A's backlog of
+# its own workers, and a commit in B wakes none of A's idle workers; a
+# document in B completes while A's workers are stuck behind a lock and
+# A's backlog waits, and before A's backlog of
 # several hundred documents drains.  Then real mode against the fake OpenAI:
 # missing keys and a budget in A show in tvdb.jobs.waiting_for and hold only
 # A's documents; a worker killed with requests in flight loses nothing in
@@ -110,6 +111,18 @@ is "$(qd "$A" "select count(*) from tvdb.jobs where filename like 'a1-%' and sta
 is "$(qd "$B" "select count(*) from tvdb.jobs where filename like 'b1-%' and status = 'complete'")" 40 "40 complete in \"$B\""
 is "$(chunks_ok "$A" a1) $(chunks_ok "$B" b1)" "0 0" "every chunk embedded once, in both"
 is "$(qd "$A" "select count(*) from upload_pipeline.documents where filename like 'b1-%'")" 0 "nothing of \"$B\" in $A"
+
+# Idle workers sleep until a commit in their own database wakes them: A's
+# do not run a single pass (their last state change stays) for B's work.
+idle_a() {
+    qd postgres "select string_agg(pid || ' ' || state || ' ' || state_change, ', ' order by pid)
+                 from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$A'"
+}
+sleep 1
+a_before=$(idle_a)
+upload "$B" b1w 5
+wait_settled "$B" b1w 60; ok $? "five more documents in \"$B\" complete"
+is "$(idle_a)" "$a_before" "$A's idle workers were not woken by \"$B\"'s commits"
 
 echo "# phase 2: B does not wait on A"
 # A lock on A's chunks table stops A's workers at their next chunk (uploads
