@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Several databases: one cluster whose tvdb.database lists four names -- two
 # databases with tvdb (one named with a space, so quoted), a third without
-# the extension, and a fourth that does not exist yet.  Two workers serve
-# each.  Mock mode first: documents in both complete, each database's by
-# its own workers, and a commit in B wakes none of A's idle workers; a
-# document in B completes while A's workers are stuck behind a lock and
-# A's backlog waits, and before A's backlog of
-# several hundred documents drains.  Then real mode against the fake OpenAI:
-# missing keys and a budget in A show in tvdb.jobs.waiting_for and hold only
-# A's documents; a worker killed with requests in flight loses nothing in
-# either database.  The database without the extension and the missing one
-# break nothing, and the missing one is served once it is created.  Starts
-# and stops its own cluster.  Prints TAP; exits non-zero on any failure.
+# the extension, and a fourth that does not exist yet. Two workers serve
+# each. Mock mode first: documents in both complete, each database's by its
+# own workers, and a commit in B wakes none of A's idle workers; a document
+# in B completes while A's workers are stuck behind a lock and A's backlog
+# waits, and before A's backlog of several hundred documents drains. Then
+# real mode against the fake OpenAI: missing keys, a budget in A (holding
+# only A's documents), a blocked circuit (shared by both) and a version
+# mismatch show in tvdb.jobs.waiting_for; a worker killed with requests in
+# flight loses nothing in either database. The database without the
+# extension and the missing one break nothing, and the missing one is served
+# once it is created. Starts and stops its own cluster. Prints TAP; exits
+# non-zero on any failure.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
 cd "$TVDB_ROOT"
@@ -205,6 +206,26 @@ is "$(qd "$B" "select count(*) > 0 from upload_pipeline.usage where service = 'o
 is "$(qd "$A" "BEGIN; UPDATE pg_catalog.pg_extension SET extversion = '0.0.1' WHERE extname = 'tvdb';
                SELECT count(*) FROM tvdb.jobs WHERE filename LIKE 'a5-%' AND waiting_for = 'extension update'; ROLLBACK")" 20 \
    "a database whose tvdb is not at the library's version shows 'extension update' (in a transaction rolled back)"
+
+# OpenAI refuses the key: the circuit, shared by all databases, blocks, and
+# the documents of both that wait on OpenAI say so; fixed, they go on.
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": "another-key"}' >/dev/null
+upload "$B" b7 1
+for _ in $(seq 1 120); do
+    [ "$(qd "$B" "select state from tvdb.circuits where service = 'openai'")" = blocked ] && break; sleep 0.5
+done
+for _ in $(seq 1 40); do
+    [ "$(qd "$B" "select waiting_for from tvdb.jobs where filename like 'b7-%'")" = "circuit: openai blocked" ] && break; sleep 0.25
+done
+is "$(qd "$B" "select waiting_for from tvdb.jobs where filename like 'b7-%'")" "circuit: openai blocked" \
+   "a refused key blocks OpenAI's circuit, and tvdb.jobs says so"
+is "$(qd "$A" "select waiting_for, count(*) from tvdb.jobs where filename like 'a5-%' group by 1")" \
+   "circuit: openai blocked|20" "the circuit is the service's, shared by every database: $A's documents wait for it too"
+curl -s -X POST "127.0.0.1:$OA/_control" -d '{"api_key": "test-openai-key"}' >/dev/null
+qd "$B" "SELECT tvdb.reset_circuit('openai')" >/dev/null
+wait_settled "$B" b7 120; ok $? "with the key accepted again and the circuit reset, it completes"
+is "$(qd "$A" "select waiting_for, count(*) from tvdb.jobs where filename like 'a5-%' group by 1")" \
+   "budget: openai day|20" "$A's documents wait for their budget again"
 
 # A worker of B killed with requests in flight: after the restart no request
 # of either database is left in flight, and every document completes once.
