@@ -5,8 +5,9 @@
 # (specs/), pgTAP (test/*.sql), tvdb-webhookd through curl (test/webhookd)
 # and the background worker against the fake servers (test/worker), stops
 # the cluster; then the budget race on a cluster of its own with four
-# workers (test/budget), the upgrade from 0.1.0 (test/upgrade) and pg_dump/pg_restore mid-pipeline
-# (test/restore).  Meanwhile pg_cron on a socket-only cluster of its own
+# workers (test/budget), several databases on a cluster of their own
+# (test/multidb), the upgrade from 0.1.0 (test/upgrade) and pg_dump/pg_restore
+# mid-pipeline (test/restore).  Meanwhile pg_cron on a socket-only cluster of its own
 # (test/cron), which mostly waits for the minute.  Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -49,6 +50,8 @@ echo "== background worker"
 bash test/worker/run.sh || failed=1
 echo "== budgets: four workers racing for the last dollars"
 bash test/budget/run.sh || failed=1
+echo "== several databases: one cluster, four listed databases"
+bash test/multidb/run.sh || failed=1
 echo "== ALTER EXTENSION tvdb UPDATE from 0.1.0, with documents in flight"
 bash test/upgrade/run.sh || failed=1
 echo "== backup and restore, mid-pipeline"

@@ -399,6 +399,18 @@ assign_max_file_mb(int newval, void *extra)
 	tvdb_llamaparse_max_file_bytes = (int64) newval * 1024 * 1024;
 }
 
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	char	   *problem = tvdb_database_list_problem(*newval, NULL);
+
+	if (problem == NULL)
+		return true;
+	GUC_check_errdetail("tvdb.database: %s.", problem);
+	GUC_check_errhint("List database names separated by commas, such as: app, \"sales db\".");
+	return false;
+}
+
 /* An HTTP header name: a token (RFC 9110), so it cannot split a header. */
 static bool
 check_header_name(char **newval, void **extra, GucSource source)
@@ -455,8 +467,11 @@ tvdb_define_settings(void)
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
-	define_string("tvdb.database", "Database the tvdb background workers serve.",
-				  &tvdb_database, "postgres", PGC_POSTMASTER, 0);
+	DefineCustomStringVariable("tvdb.database", "Databases the tvdb background workers serve (comma-separated).",
+							   "tvdb.workers workers serve each listed database that has the extension; "
+							   "quote a name with a comma or a space in double quotes.",
+							   &tvdb_database, "postgres", PGC_POSTMASTER, 0,
+							   check_database, NULL, NULL);
 	define_int("tvdb.workers", "Number of tvdb background worker processes (0: none).",
 			   &tvdb_workers, 1, 0, TVDB_MAX_WORKERS, PGC_POSTMASTER, 0);
 	DefineCustomEnumVariable("tvdb.service_mode",
@@ -627,6 +642,27 @@ tvdb_settings_disagree(void)
 		return psprintf("tvdb.chunk_overlap_tokens (%d) is more than half of tvdb.chunk_target_tokens (%d); "
 						"chunks overlap by %d tokens.", tvdb_chunk_overlap_tokens, tvdb_chunk_target_tokens,
 						tvdb_chunk_overlap_effective());
+	return NULL;
+}
+
+/*
+ * The API keys a request to either service waits for, as "llamaparse",
+ * "openai" or "llamaparse, openai", or NULL when both are set: the worker
+ * sends nothing to either service until both are (hooks.c), and
+ * tvdb.jobs' waiting_for says so.
+ */
+const char *
+tvdb_keys_missing(void)
+{
+	bool		lp = tvdb_llamaparse_api_key[0] == '\0';
+	bool		oa = tvdb_openai_api_key[0] == '\0';
+
+	if (lp && oa)
+		return "llamaparse, openai";
+	if (lp)
+		return "llamaparse";
+	if (oa)
+		return "openai";
 	return NULL;
 }
 

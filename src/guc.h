@@ -93,5 +93,6 @@ extern int	tvdb_lease_effective(void);
 extern int	tvdb_chunk_overlap_effective(void);
 extern int	tvdb_poll_max_effective(void);
 extern char *tvdb_settings_disagree(void);
+extern const char *tvdb_keys_missing(void);
 
 #endif							/* TVDB_GUC_H */

@@ -54,6 +54,7 @@ _PG_init(void)
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
+		tvdb_preloaded = true;	/* backends inherit it from the postmaster */
 		prev_request_hook = shmem_request_hook;
 		shmem_request_hook = shmem_request;
 		prev_startup_hook = shmem_startup_hook;

@@ -98,6 +98,7 @@ extern bool tvdb_callback_token_valid(const char *job, const char *token, List *
 extern Size tvdb_wakeup_shmem_size(void);
 extern void tvdb_wakeup_shmem_attach(void);
 extern void tvdb_wakeup_register(int slot);
+extern bool tvdb_wakeup_slot_taken(int slot);
 extern void tvdb_wakeup_on_commit(void);
 
 /* spi.c: one plan cache for every statement tvdb runs */
@@ -169,7 +170,14 @@ extern char *tvdb_llamaparse_options_problem(const char *json, int api);
 extern bool tvdb_json_fields(const char *body, size_t len, const char *const *keys,
 							 char **values, int nkeys);
 
-/* worker/loop.c: registered from _PG_init when preloaded */
+/* databases.c: the databases the workers serve (tvdb.database) */
+extern bool tvdb_preloaded;		/* set by _PG_init in the postmaster */
+extern char *tvdb_database_list_problem(const char *value, List **names);
+extern List *tvdb_database_list(void);
+extern bool tvdb_database_is_served(const char *name);
+
+/* worker/launcher.c: registered from _PG_init when preloaded */
 extern void tvdb_register_workers(void);
+extern int	tvdb_worker_slots(void);
 
 #endif							/* TVDB_H */

@@ -2,6 +2,7 @@
  * wakeup.c — workers sleep on their latch and use no CPU when idle.  A
  * transaction that creates work (any status change) wakes them when it
  * commits, not before: a worker woken earlier would not see the rows yet.
+ * Only the workers serving the committing database are woken.
  */
 #include "tvdb.h"
 
@@ -11,11 +12,24 @@
 #include "storage/latch.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/memutils.h"
+
+/*
+ * One entry per worker slot (tvdb.workers for each database in
+ * tvdb.database): the worker's database, latch and pid, while it runs.
+ */
+typedef struct WorkerSlot
+{
+	Oid			database;
+	Latch	   *latch;
+	pid_t		pid;
+} WorkerSlot;
 
 typedef struct TvdbShared
 {
 	slock_t		mutex;
-	Latch	   *latches[TVDB_MAX_WORKERS];
+	int			nslots;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TvdbShared;
 
 static TvdbShared *shared = NULL;
@@ -25,7 +39,8 @@ static bool callback_registered = false;
 Size
 tvdb_wakeup_shmem_size(void)
 {
-	return MAXALIGN(sizeof(TvdbShared));
+	return MAXALIGN(add_size(offsetof(TvdbShared, slots),
+							 mul_size(sizeof(WorkerSlot), tvdb_worker_slots())));
 }
 
 /* Called with AddinShmemInitLock held, in every process at start. */
@@ -34,11 +49,12 @@ tvdb_wakeup_shmem_attach(void)
 {
 	bool		found;
 
-	shared = ShmemInitStruct("tvdb", sizeof(TvdbShared), &found);
+	shared = ShmemInitStruct("tvdb", tvdb_wakeup_shmem_size(), &found);
 	if (!found)
 	{
 		SpinLockInit(&shared->mutex);
-		memset(shared->latches, 0, sizeof(shared->latches));
+		shared->nslots = tvdb_worker_slots();
+		memset(shared->slots, 0, sizeof(WorkerSlot) * shared->nslots);
 	}
 }
 
@@ -46,17 +62,47 @@ static void
 unregister(int code, Datum slot)
 {
 	SpinLockAcquire(&shared->mutex);
-	shared->latches[DatumGetInt32(slot)] = NULL;
+	memset(&shared->slots[DatumGetInt32(slot)], 0, sizeof(WorkerSlot));
 	SpinLockRelease(&shared->mutex);
 }
 
+/*
+ * A worker takes its slot, or exits when another worker still holds it (a
+ * launcher restarted alone may start a slot whose worker outlived the
+ * previous launcher): two workers must never share an owner name.
+ */
 void
 tvdb_wakeup_register(int slot)
 {
+	pid_t		holder;
+
 	SpinLockAcquire(&shared->mutex);
-	shared->latches[slot] = MyLatch;
+	holder = shared->slots[slot].pid;
+	if (holder == 0)
+	{
+		shared->slots[slot].database = MyDatabaseId;
+		shared->slots[slot].latch = MyLatch;
+		shared->slots[slot].pid = MyProcPid;
+	}
 	SpinLockRelease(&shared->mutex);
+	if (holder != 0)
+	{
+		ereport(LOG, (errmsg("tvdb worker %d is already running (pid %d): this one exits", slot, (int) holder)));
+		proc_exit(0);
+	}
 	on_shmem_exit(unregister, Int32GetDatum(slot));
+}
+
+/* Is a worker running in this slot? */
+bool
+tvdb_wakeup_slot_taken(int slot)
+{
+	bool		taken;
+
+	SpinLockAcquire(&shared->mutex);
+	taken = shared->slots[slot].pid != 0;
+	SpinLockRelease(&shared->mutex);
+	return taken;
 }
 
 static void
@@ -66,15 +112,24 @@ xact_callback(XactEvent event, void *arg)
 	{
 		if (wake_pending && shared != NULL)
 		{
-			Latch	   *latches[TVDB_MAX_WORKERS];
+			static Latch **latches = NULL;
+			int			n = 0;
 
-			/* No system calls under a spinlock: copy, then set. */
+			if (latches == NULL)
+				latches = MemoryContextAlloc(TopMemoryContext, sizeof(Latch *) * Max(shared->nslots, 1));
+
+			/*
+			 * Only the workers of this database: the work is in its tables.
+			 * No system calls under a spinlock: copy, then set.
+			 */
 			SpinLockAcquire(&shared->mutex);
-			memcpy(latches, shared->latches, sizeof(latches));
+			for (int i = 0; i < shared->nslots; i++)
+				if (shared->slots[i].latch != NULL && shared->slots[i].database == MyDatabaseId &&
+					shared->slots[i].latch != MyLatch)
+					latches[n++] = shared->slots[i].latch;
 			SpinLockRelease(&shared->mutex);
-			for (int i = 0; i < TVDB_MAX_WORKERS; i++)
-				if (latches[i] != NULL && latches[i] != MyLatch)
-					SetLatch(latches[i]);
+			for (int i = 0; i < n; i++)
+				SetLatch(latches[i]);
 		}
 		wake_pending = false;
 	}

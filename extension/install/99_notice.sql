@@ -1,6 +1,7 @@
 -- Say so at once when no background worker will process documents here;
 -- otherwise they would wait in 'uploaded' with only the server log to tell.
--- A WARNING, as CREATE EXTENSION hides the NOTICEs of its script.
+-- A WARNING, as CREATE EXTENSION hides the NOTICEs of its script.  Whether
+-- this database is listed is read as the launcher reads tvdb.database (C).
 DO $$
 BEGIN
     IF current_setting('shared_preload_libraries') !~ '(^|[ ,])"?tvdb"?($|[ ,])' THEN
@@ -9,11 +10,13 @@ BEGIN
     ELSIF current_setting('tvdb.workers')::integer = 0 THEN
         RAISE WARNING 'tvdb.workers is 0: no background worker will process documents'
             USING HINT = 'Set tvdb.workers (1 or more) and restart PostgreSQL.';
-    ELSIF current_setting('tvdb.database') <> current_database() THEN
-        RAISE WARNING 'tvdb''s workers serve database "%", not "%": documents uploaded here will wait',
-                     current_setting('tvdb.database'), current_database()
-            USING HINT = format('Set tvdb.database = %L and restart PostgreSQL, or use tvdb in database %I.',
-                                current_database(), current_setting('tvdb.database'));
+    ELSIF NOT tvdb._database_served() THEN
+        RAISE WARNING 'tvdb''s workers serve % (tvdb.database), not "%": documents uploaded here will wait',
+                     coalesce((SELECT string_agg(format('"%s"', d), ', ') FROM unnest(tvdb._served_databases()) d),
+                              'no database'),
+                     current_database()
+            USING HINT = format('Add %s to tvdb.database (a comma-separated list) and restart PostgreSQL.',
+                                quote_ident(current_database()));
     END IF;
 END
 $$;

@@ -54,6 +54,26 @@ tvdb_service_usable_sql(PG_FUNCTION_ARGS)
 									   : TVDB_SERVICE_OPENAI));
 }
 
+PG_FUNCTION_INFO_V1(tvdb_keys_missing_sql);
+
+/*
+ * tvdb._keys_missing(service text) RETURNS text: the keys this service's
+ * requests wait for (tvdb_keys_missing), when its real stage runs; NULL
+ * when it does not (mock, or hybrid with the mock standing in) or every
+ * key is set.
+ */
+Datum
+tvdb_keys_missing_sql(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *missing = tvdb_keys_missing();
+
+	if (missing == NULL || !tvdb_real_runs(strcmp(name, "llamaparse") == 0 ? TVDB_SERVICE_LLAMAPARSE
+											: TVDB_SERVICE_OPENAI))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(missing));
+}
+
 /* Does the real stage of this service run: real mode, or hybrid with the service usable? */
 bool
 tvdb_real_runs(TvdbService service)

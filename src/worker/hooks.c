@@ -132,7 +132,7 @@ tvdb_before_send(const TvdbStage *s, TvdbWork *w)
 {
 	if (s->service != TVDB_SERVICE_LLAMAPARSE && s->service != TVDB_SERVICE_OPENAI)
 		return TVDB_SEND_NOW;
-	if (tvdb_llamaparse_api_key[0] == '\0' || tvdb_openai_api_key[0] == '\0')
+	if (tvdb_keys_missing() != NULL)
 	{
 		if (!warned_keys)
 			ereport(WARNING,

@@ -1,6 +1,6 @@
 /*
- * loop.c — the tvdb background workers: registered from _PG_init when the
- * library is preloaded (never under pg_upgrade), each serves tvdb.database.
+ * loop.c — the tvdb background workers: started by the launcher
+ * (launcher.c), each serves one database of tvdb.database.
  * A worker's loop: claim and start what is due (dispatch.c), then wait on
  * its latch, its HTTP sockets and its timers together (http_driver.c), and
  * record the answers that came back.  Idle means asleep on the latch until
@@ -9,11 +9,11 @@
  */
 #include "worker/dispatch.h"
 #include "worker/http_driver.h"
+#include "worker/launcher.h"
 #include "worker/stage.h"
 #include "worker/xact.h"
 
 #include "access/xact.h"
-#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -36,26 +36,7 @@ PGDLLEXPORT void tvdb_worker_main(Datum arg);
 
 static TimestampTz quiet_until = 0;
 static bool announced = false;
-
-void
-tvdb_register_workers(void)
-{
-	for (int i = 0; i < tvdb_workers; i++)
-	{
-		BackgroundWorker w;
-
-		memset(&w, 0, sizeof(w));
-		w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		w.bgw_restart_time = 5;
-		snprintf(w.bgw_library_name, BGW_MAXLEN, "tvdb");
-		snprintf(w.bgw_function_name, BGW_MAXLEN, "tvdb_worker_main");
-		snprintf(w.bgw_name, BGW_MAXLEN, "tvdb worker %d", i);
-		snprintf(w.bgw_type, BGW_MAXLEN, "tvdb worker");
-		w.bgw_main_arg = Int32GetDatum(i);
-		RegisterBackgroundWorker(&w);
-	}
-}
+static TvdbWorkerTarget target;	/* the database this worker serves */
 
 static Oid	ready_extension = InvalidOid;	/* tvdb's oid once its version matched */
 static char *waiting_version = NULL;	/* the installed version we wait to see updated */
@@ -94,7 +75,7 @@ extension_ready(void)
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tvdb worker waits: database \"%s\" has tvdb %s, this library is %s",
-						get_database_name(MyDatabaseId), version, TVDB_VERSION),
+						target.name, version, TVDB_VERSION),
 				 errhint("Run ALTER EXTENSION tvdb UPDATE in that database.")));
 		if (waiting_version != NULL)
 			pfree(waiting_version);
@@ -209,7 +190,7 @@ pass(const char *owner)
 		if (!announced && waiting_version == NULL)
 			ereport(LOG,
 					(errmsg("tvdb worker waits for CREATE EXTENSION tvdb in database \"%s\"",
-							tvdb_database)));
+							target.name)));
 		announced = true;
 		return NOT_INSTALLED_RECHECK_MS;
 	}
@@ -240,7 +221,8 @@ tvdb_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(tvdb_database, NULL, 0);
+	memcpy(&target, MyBgworkerEntry->bgw_extra, sizeof(target));
+	BackgroundWorkerInitializeConnectionByOid(target.database, InvalidOid, 0);
 	pgstat_report_appname("tvdb worker");
 	tvdb_wakeup_register(slot);
 	tvdb_http_init();
