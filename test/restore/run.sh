@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backup and restore, mid-pipeline.  The worker takes documents through the
 # fake LlamaParse and OpenAI until they are spread over the pipeline, then
-# the cluster is restarted serving another database, which freezes the
+# the cluster is restarted serving no database, which freezes the
 # source where it stood (leases held, requests out).  pg_dump in custom and
 # plain formats, pg_restore and psql into two new databases: every row of
 # every table, the sequences and a user's index come back, the triggers
@@ -89,7 +89,7 @@ for _ in $(seq 1 60); do
                      FROM upload_pipeline.upload_jobs")" = t ] && break
     sleep 0.2
 done
-restart_serving tvdb_dst
+restart_serving tvdb_elsewhere
 # Uploaded after the workers left: these wait in 'uploaded'.
 for i in 1 2; do md "late $i" > "$WORK/l$i.md"; chmod 644 "$WORK/l$i.md"; upload tvdb_src "late-$i.md" "$WORK/l$i.md"; done
 statuses=$(q tvdb_src "SELECT string_agg(status || ':' || n, ' ' ORDER BY status) FROM
@@ -104,9 +104,9 @@ $(q tvdb_src "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE lease_owner
 as_pg pg_dump -Fc -f "$WORK/src.dump" tvdb_src
 as_pg pg_dump -Fp -f "$WORK/src.sql" tvdb_src
 psql -X -q -d postgres -c "CREATE DATABASE tvdb_plain" -c "CREATE DATABASE tvdb_dst"
-out=$(as_pg pg_restore --exit-on-error -d tvdb_dst "$WORK/src.dump" 2>&1); rc=$?
+out=$(as_pg pg_restore --exit-on-error --single-transaction -d tvdb_dst "$WORK/src.dump" 2>&1); rc=$?
 is "$rc:$out" "0:" "pg_restore of the custom format: no error"
-out=$(psql -X -q -v ON_ERROR_STOP=1 -d tvdb_plain -f "$WORK/src.sql" 2>&1 >/dev/null); rc=$?
+out=$(psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d tvdb_plain -f "$WORK/src.sql" 2>&1 >/dev/null); rc=$?
 is "$rc:$(echo "$out" | grep -v 'WARNING\|HINT' | head -3)" "0:" "psql of the plain format: no error"
 
 # Every row of every table tvdb dumps, as it was (a job's lease excepted: it
@@ -165,6 +165,7 @@ is "$(echo "$err" | grep -o 'unknown job status "half_done"')" 'unknown job stat
 
 # The worker resumes the restored database: everything unfinished
 # completes, nothing is asked of the services twice.
+restart_serving tvdb_dst
 lp_before=$(curl -s "127.0.0.1:$LP/_stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['uploads'])")
 for _ in $(seq 1 240); do
     [ "$(q tvdb_dst "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE status NOT IN ('complete', 'failed_parse')")" = 0 ] && break
