@@ -90,6 +90,11 @@ SELECT count(*) AS listed FROM pg_settings WHERE name IN ('tvdb.webhook_secrets'
 RESET ROLE;
 SELECT current_setting('tvdb.webhook_secrets') = 'regress-secret' AS superuser_reads_it;
 RESET tvdb.webhook_secrets;
+-- Nor can they be stored where every role reads them.
+ALTER ROLE tvdb_regress_settings SET tvdb.webhook_secrets = 'regress-secret';
+ALTER DATABASE postgres SET tvdb.webhook_secrets = 'regress-secret';
+CREATE FUNCTION pg_temp.leaky() RETURNS int LANGUAGE sql SET tvdb.webhook_secrets = 'regress-secret' AS 'SELECT 1';
+SELECT count(*) AS stored FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%webhook_secrets%';
 
 -- Nothing in tvdb is executable by PUBLIC but the HMAC arithmetic.
 SELECT p.oid::regprocedure AS public_function

@@ -127,6 +127,27 @@ masked(const char *value)
 	return "********";
 }
 static const char *show_webhook_secrets(void) { return masked(tvdb_webhook_secrets); }
+
+/*
+ * Secrets never per database or role: ALTER DATABASE/ROLE ... SET stores
+ * them in pg_db_role_setting, which every role can read.  PGC_S_TEST is how
+ * those commands (and a function's SET clause) validate a value.
+ */
+static bool
+check_webhook_secrets(char **newval, void **extra, GucSource source)
+{
+	if ((*newval == NULL || (*newval)[0] == '\0') && source != PGC_S_TEST)
+		return true;
+	if (source == PGC_S_TEST || source == PGC_S_DATABASE || source == PGC_S_USER ||
+		source == PGC_S_DATABASE_USER)
+	{
+		GUC_check_errmsg("tvdb.webhook_secrets cannot be set per database, role or function");
+		GUC_check_errdetail("Such settings are kept in pg_db_role_setting or pg_proc, which every role can read.");
+		GUC_check_errhint("Set it in postgresql.conf or with ALTER SYSTEM, and reload.");
+		return false;
+	}
+	return true;
+}
 static const char *show_llamaparse_key(void) { return masked(tvdb_llamaparse_api_key); }
 static const char *show_openai_key(void) { return masked(tvdb_openai_api_key); }
 
@@ -446,7 +467,7 @@ tvdb_define_settings(void)
 							   &tvdb_webhook_secrets,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, show_webhook_secrets);
+							   check_webhook_secrets, NULL, show_webhook_secrets);
 	DefineCustomIntVariable("tvdb.webhook_tolerance",
 							"How far a Standard Webhooks timestamp may be from now.",
 							"In either direction; 0 disables the check.",
