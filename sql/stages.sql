@@ -354,8 +354,9 @@ FROM (SELECT tvdb._retry_delay(3, NULL) AS d FROM generate_series(1, 200)) s;
 SELECT max(tvdb._retry_delay(40, 0)) <= interval '60 seconds' AS capped,
        min(tvdb._retry_delay(0, 5000)) >= interval '5 seconds' AS retry_after_honoured
 FROM generate_series(1, 50);
--- A transient failure spends a try and says when the job is due; the
--- tvdb.max_attempts-th (8) fails the stage with class retries_exhausted.
+-- A transient failure spends a try and says when the job is due (full
+-- jitter: from now, whole milliseconds, up to the first try's cap of 1 s);
+-- the tvdb.max_attempts-th (8) fails the stage with class retries_exhausted.
 SELECT pg_temp.leased_job('r1.pdf') AS r1 \gset
 CREATE FUNCTION pg_temp.fail_once(j uuid) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -363,7 +364,7 @@ BEGIN
   RETURN tvdb._parse_submitted(j, 'regress', 503, '{"detail": "overloaded"}', 5, NULL, NULL, 1000);
 END $$;
 SELECT pg_temp.fail_once(:'r1') AS first;
-SELECT tries, next_retry_at > now() AS due_later, next_retry_at = next_poll_at AS same_due, failure_class
+SELECT tries, next_retry_at BETWEEN now() AND now() + interval '1 second' AS due_within_cap, next_retry_at = next_poll_at AS same_due, failure_class
 FROM upload_pipeline.upload_jobs WHERE job_id = :'r1';
 SELECT n, pg_temp.fail_once(:'r1') AS outcome FROM generate_series(2, 8) n ORDER BY n;
 SELECT j.status, j.tries, j.failure_class, j.last_error, j.next_retry_at
