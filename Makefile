@@ -14,8 +14,10 @@ SHLIB_LINK += -lcurl -lcmark-gfm -lcmark-gfm-extensions
 # The install script of the current version is assembled from the files in
 # extension/install, in name order. Released versions are frozen as they
 # shipped (extension/frozen), and each upgrade script is assembled from
-# extension/upgrade/A--B/, in name order (a part there may be a symbolic link
-# to an install file that only creates new objects).
+# extension/upgrade/A--B/, in name order (mk/upgrade.sh): a .sql part as it
+# is (or a symbolic link to an install file that only creates new objects),
+# a .list part naming install statements to copy, so that an object the new
+# version changes is written once.
 INSTALL_SQL  = extension/$(EXTENSION)--$(EXTVERSION).sql
 UPGRADE_DIRS = $(wildcard extension/upgrade/*--*)
 UPGRADE_SQL  = $(patsubst extension/upgrade/%,extension/$(EXTENSION)--%.sql,$(UPGRADE_DIRS))
@@ -45,6 +47,7 @@ $(INSTALL_SQL): $(sort $(wildcard extension/install/*.sql)) extension/install
 	cat $(filter %.sql,$^) > $@
 
 .SECONDEXPANSION:
-$(UPGRADE_SQL): extension/$(EXTENSION)--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql)) extension/upgrade/%
-	cat $(filter %.sql,$^) > $@
+$(UPGRADE_SQL): extension/$(EXTENSION)--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql extension/upgrade/%/*.list)) \
+                                           extension/upgrade/% $(INSTALL_SQL) mk/upgrade.sh
+	sh mk/upgrade.sh $(filter extension/upgrade/%.sql extension/upgrade/%.list,$^) > $@ || { rm -f $@; exit 1; }
 include mk/webhookd.mk
