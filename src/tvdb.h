@@ -69,6 +69,8 @@ extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
 extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 struct TriggerData;
 extern int	tvdb_trigger_column(struct TriggerData *trigdata, const char *name);
+extern Datum tvdb_trigger_value(struct TriggerData *trigdata, HeapTuple tuple, const char *name,
+								bool *isnull);
 
 /* backend/restore.c: rows pg_restore loads are checked, not re-stamped */
 extern bool tvdb_restoring(void);

@@ -28,17 +28,11 @@ PG_FUNCTION_INFO_V1(tvdb_record_event);
 static const Oid insert_types[INSERT_NARGS] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
 	JSONBOID, UUIDOID, TEXTOID, TEXTOID, INTERVALOID, INT4OID};
 
-static Datum
-column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
-{
-	return heap_getattr(tuple, tvdb_trigger_column(td, name), td->tg_relation->rd_att, isnull);
-}
-
 static TvdbStatus
 column_status(TriggerData *td, HeapTuple tuple)
 {
 	bool		isnull;
-	Datum		d = column(td, tuple, "status", &isnull);
+	Datum		d = tvdb_trigger_value(td, tuple, "status", &isnull);
 
 	if (isnull)
 		ereport(ERROR,
@@ -93,10 +87,10 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 		tvdb_report_invalid_transition(from, to);
 
 	memset(nulls, ' ', sizeof(nulls));
-	job_id = column(td, newtuple, "job_id", &isnull);
+	job_id = tvdb_trigger_value(td, newtuple, "job_id", &isnull);
 	args[0] = job_id;
 	nulls[0] = isnull ? 'n' : ' ';
-	args[1] = column(td, newtuple, "document_id", &isnull);
+	args[1] = tvdb_trigger_value(td, newtuple, "document_id", &isnull);
 	nulls[1] = isnull ? 'n' : ' ';
 	args[2] = CStringGetTextDatum(edge->type);
 	args[3] = CStringGetTextDatum(edge->severity);
@@ -104,7 +98,7 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 	args[5] = isnull ? (Datum) 0 : tvdb_pending_detail(job_id);
 	if (args[5] == (Datum) 0)
 		args[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	args[6] = column(td, newtuple, "correlation_id", &isnull);
+	args[6] = tvdb_trigger_value(td, newtuple, "correlation_id", &isnull);
 	nulls[6] = isnull ? 'n' : ' ';
 	if (from == TVDB_NO_STATUS)
 	{
@@ -114,8 +108,8 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 	else
 	{
 		bool		since_null;
-		Datum		since = column(td, td->tg_trigtuple, "status_changed_at", &since_null);
-		Datum		until = column(td, newtuple, "status_changed_at", &isnull);
+		Datum		since = tvdb_trigger_value(td, td->tg_trigtuple, "status_changed_at", &since_null);
+		Datum		until = tvdb_trigger_value(td, newtuple, "status_changed_at", &isnull);
 
 		args[7] = CStringGetTextDatum(tvdb_status_name(from));
 		if (since_null || isnull)
@@ -124,7 +118,7 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 			args[9] = DirectFunctionCall2(timestamp_mi, until, since);
 	}
 	args[8] = CStringGetTextDatum(tvdb_status_name(to));
-	args[10] = column(td, newtuple, "attempts", &isnull);
+	args[10] = tvdb_trigger_value(td, newtuple, "attempts", &isnull);
 	nulls[10] = isnull ? 'n' : ' ';
 
 	tvdb_spi_connect();

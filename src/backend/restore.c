@@ -31,12 +31,6 @@ tvdb_restoring(void)
 	return path != NULL && path[0] == '\0';
 }
 
-static Datum
-job_column(TriggerData *td, HeapTuple tuple, const char *name, bool *isnull)
-{
-	return heap_getattr(tuple, tvdb_trigger_column(td, name), td->tg_relation->rd_att, isnull);
-}
-
 /*
  * A restored job: its status must be one the state machine knows and its
  * times in order; it keeps them, its attempts and its tries.  Its lease is
@@ -48,9 +42,9 @@ tvdb_restored_job(TriggerData *td, HeapTuple tuple, TvdbStatus status)
 	bool		created_null,
 				changed_null,
 				isnull;
-	Datum		created = job_column(td, tuple, "created_at", &created_null);
-	Datum		changed = job_column(td, tuple, "status_changed_at", &changed_null);
-	Datum		job = job_column(td, tuple, "job_id", &isnull);
+	Datum		created = tvdb_trigger_value(td, tuple, "created_at", &created_null);
+	Datum		changed = tvdb_trigger_value(td, tuple, "status_changed_at", &changed_null);
+	Datum		job = tvdb_trigger_value(td, tuple, "job_id", &isnull);
 	int			cols[2];
 	Datum		values[2] = {0, 0};
 	bool		nulls[2] = {true, true};

@@ -202,6 +202,13 @@ tvdb_trigger_column(TriggerData *trigdata, const char *name)
 	return attnum;
 }
 
+/* The value of a column of a trigger tuple (events.c and restore.c too). */
+Datum
+tvdb_trigger_value(TriggerData *trigdata, HeapTuple tuple, const char *name, bool *isnull)
+{
+	return heap_getattr(tuple, tvdb_trigger_column(trigdata, name), trigdata->tg_relation->rd_att, isnull);
+}
+
 /*
  * A field of the detail the mover gave (tvdb.transition(), the worker), as
  * ->> reads it: after a move into a failure status, "error" is the job's
@@ -211,8 +218,7 @@ static bool
 detail_field(TriggerData *td, HeapTuple tuple, const char *key, Datum *value, bool *isnull)
 {
 	bool		null_id;
-	Datum		job = heap_getattr(tuple, tvdb_trigger_column(td, "job_id"),
-								   td->tg_relation->rd_att, &null_id);
+	Datum		job = tvdb_trigger_value(td, tuple, "job_id", &null_id);
 	Datum		detail = null_id ? (Datum) 0 : tvdb_pending_detail(job);
 	Jsonb	   *jb;
 	JsonbValue	v;

@@ -8,19 +8,12 @@
 # cluster.  Prints TAP; exits non-zero on any failure.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
 cd "$TVDB_ROOT"
-FAKES=$TVDB_ROOT/test/fakes
 DB=tvdb_budget
 WORK=$(mktemp -d /tmp/tvdb-budget-test.XXXXXX)
-n=0
-failed=0
 fake=
 
-is() {  # is <got> <expected> <description>
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "# got '$1', expected '$2'"; failed=$((failed + 1)); fi
-}
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 cleanup() { [ -n "$fake" ] && kill "$fake" 2>/dev/null; tvdb_cluster_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -109,5 +102,4 @@ is "$(q "SELECT count(*) FROM (SELECT document_id FROM upload_pipeline.document_
           HAVING max(chunk_index) + 1 <> count(*) OR count(*) FILTER (WHERE embedding IS NULL) > 0) s")" 0 \
    "no chunk duplicated or missing, every chunk embedded"
 
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done

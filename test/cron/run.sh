@@ -5,15 +5,9 @@
 # cluster.  Prints TAP; exits non-zero on any failure.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
 cd "$TVDB_ROOT"
 
-n=0
-failed=0
-is() {  # is <got> <expected> <description>
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "# got '$1', expected '$2'"; failed=$((failed + 1)); fi
-}
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d postgres -c "$1"; }
 
 trap tvdb_cluster_stop EXIT
@@ -62,5 +56,4 @@ is "$(wait_runs "$start")" "tvdb-reap-stuck-postgres succeeded, tvdb-retry-faile
    "with cron.host = the socket directory both jobs run and succeed"
 is "$(q "SELECT tvdb.unschedule_maintenance()")" 2 "tvdb.unschedule_maintenance() removes them"
 
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done

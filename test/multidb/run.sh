@@ -15,26 +15,14 @@
 # non-zero on any failure.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
 cd "$TVDB_ROOT"
-FAKES=$TVDB_ROOT/test/fakes
 A=tvdb_multi_a
 B="tvdb multi b"
 C=tvdb_multi_c
 D=tvdb_multi_later
 WORK=$(mktemp -d /tmp/tvdb-multidb-test.XXXXXX)
-n=0
-failed=0
-pids=()
 
-ok() {  # ok <status> <description>
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
-is() {  # is <got> <expected> <description>
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "# got '$1', expected '$2'"; failed=$((failed + 1)); fi
-}
 qd() { local db=$1; shift; psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -266,5 +254,4 @@ is "$(qd tvdb_multi_unlisted "select status || ': ' || waiting_for from tvdb.job
    "uploaded: worker: database not served" "its document shows that no worker serves the database"
 is "$(workers_in "$C")" 2 "$C's workers still wait for its extension, harmlessly"
 
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done

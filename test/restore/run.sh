@@ -10,30 +10,15 @@
 # twice.  Starts and stops its own cluster.  Prints TAP.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
 cd "$TVDB_ROOT"
-FAKES=$TVDB_ROOT/test/fakes
 WORK=$(mktemp -d /tmp/tvdb-restore-test.XXXXXX)
 chmod 777 "$WORK"
-n=0
-failed=0
-pids=()
 
-is() {  # is <got> <expected> <description>
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "# got '$1', expected '$2'"; failed=$((failed + 1)); fi
-}
 q() { local db=$1; shift; psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; tvdb_cluster_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap "exit 1" TERM INT
-start_fake() {  # start_fake <script> <portfile> args...
-    local script=$1 portfile=$2; shift 2
-    python3 "$FAKES/$script" --port 0 --port-file "$portfile" "$@" >"$portfile.log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 1 50); do [ -s "$portfile" ] && return 0; sleep 0.1; done
-    echo "could not start $script"; cat "$portfile.log"; exit 1
-}
 restart_serving() {  # the workers serve only the named database
     psql -X -q -d postgres -c "ALTER SYSTEM SET tvdb.database = '$1'" >/dev/null
     as_pg "$PGBIN/pg_ctl" -D "$TVDB_PGDATA" -m fast -w restart >/dev/null
@@ -212,5 +197,4 @@ is "$(q tvdb_dst "SELECT count(*) > $(q tvdb_src "SELECT count(*) FROM upload_pi
                   FROM upload_pipeline.usage")" t \
    "the ledger grew after the restore, its identity ahead of every row"
 
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done

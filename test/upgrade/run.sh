@@ -8,18 +8,12 @@
 # cluster.  Prints TAP.
 set -uo pipefail
 source "$(dirname "$0")/../../scripts/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
 cd "$TVDB_ROOT"
 WORK=$(mktemp -d /tmp/tvdb-upgrade-test.XXXXXX)
 DB=tvdb_up
-n=0
-failed=0
 CURRENT=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" tvdb.control)
 
-is() {  # is <got> <expected> <description>
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "# got '$1', expected '$2'"; failed=$((failed + 1)); fi
-}
 q() { local db=$1; shift; psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 cleanup() { tvdb_cluster_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -87,5 +81,4 @@ is "$(q $DB "SELECT count(*) FILTER (WHERE status = 'complete') || '/' || count(
 is "$(q $DB "SELECT count(*) FROM upload_pipeline.document_chunks WHERE embedding IS NULL") \
 $(q $DB "SELECT count(DISTINCT document_id) FROM upload_pipeline.document_chunks")" "0 9" "every document chunked and embedded"
 
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done

@@ -23,12 +23,9 @@
 # Prints TAP; exits non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-FAKES=$HERE/../fakes
+source "$HERE/../lib/tap.sh"
 DB=tvdb_worker
 WORK=$(mktemp -d /tmp/tvdb-worker-test.XXXXXX)
-n=0
-failed=0
-pids=()
 
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -38,14 +35,6 @@ cleanup() {
 trap cleanup EXIT
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
-ok() {  # ok <condition-exit-status> <description> [diagnostic]
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else
-        echo "not ok $n - $2"; [ -n "${3:-}" ] && echo "# $3"; failed=$((failed + 1)); fi
-}
-is() {  # is <got> <expected> <description>
-    [ "$1" = "$2" ]; ok $? "$3" "got '$1', expected '$2'"
-}
 wait_ready() {
     for _ in $(seq 1 120); do pg_isready -q && psql -X -q -d "$DB" -c "select 1" >/dev/null 2>&1 && return 0; sleep 0.5; done
     return 1
@@ -60,13 +49,6 @@ wait_settled() {
     done
     echo "# still in flight: $left"
     return 1
-}
-start_fake() {  # start_fake <script> <portfile> args...
-    local script=$1 portfile=$2; shift 2
-    python3 "$FAKES/$script" --port 0 --port-file "$portfile" "$@" >"$portfile.log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 1 50); do [ -s "$portfile" ] && return 0; sleep 0.1; done
-    echo "could not start $script"; cat "$portfile.log"; exit 1
 }
 
 start_fake fake_llamaparse.py "$WORK/lp" --parse-latency 0.3 --fail-marker FAILME
@@ -918,5 +900,4 @@ is "$(pq "SELECT tvdb.unschedule_maintenance()") $(pq "SELECT count(*) FROM cron
    "tvdb.unschedule_maintenance() removes them"
 
 psql -X -q -d postgres -c "ALTER SYSTEM RESET ALL" -c "SELECT pg_reload_conf()" >/dev/null
-echo "1..$n"
-[ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }
+tap_done
