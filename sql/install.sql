@@ -23,22 +23,20 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname IN ('upload_pipeline', 'tvdb') AND c.relkind IN ('r', 'v')
 ORDER BY 1, 2;
 
--- The queue index covers only jobs with work left.
+-- The history's indexes: none of them is what claims read.
 SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) IS NOT NULL AS partial
 FROM pg_index WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass ORDER BY 1;
 
--- The status lists in SQL come from the C table: the claimable index covers
--- exactly the statuses with work left, the retry index the failures, and the
--- worker's due-time query looks at the claimable ones.
-SELECT (SELECT string_agg(quote_literal(status), ', ' ORDER BY ordinal) FROM tvdb.statuses
-        WHERE NOT is_terminal AND NOT is_failure) AS working,
-       (SELECT string_agg(quote_literal(status), ', ' ORDER BY ordinal) FROM tvdb.statuses
-        WHERE is_failure) AS failing;
-SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS predicate
-FROM pg_index WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass
-  AND indexrelid::regclass::text ~ '(claimable|retry_due)' ORDER BY 1;
-SELECT position(tvdb._status_list(true, false) IN prosrc) > 0 AS due_time_uses_the_working_list
+-- The queue of open jobs: claims read its due index, the worker's due time
+-- too; it is vacuumed early and not dumped (a restore refills it).
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) ~ '\(status, due_at\)' AS status_then_due
+FROM pg_index WHERE indrelid = 'upload_pipeline.job_queue'::regclass ORDER BY 1;
+SELECT reloptions FROM pg_class WHERE oid = 'upload_pipeline.job_queue'::regclass;
+SELECT prosrc ~ 'upload_pipeline.job_queue' AS due_time_reads_the_queue,
+       prosrc !~ 'upload_jobs' AS due_time_reads_no_history
 FROM pg_proc WHERE oid = 'tvdb._next_due_ms()'::regprocedure;
+SELECT 'upload_pipeline.job_queue'::regclass = ANY (extconfig) AS queue_dumped
+FROM pg_extension WHERE extname = 'tvdb';
 
 -- Nothing that reads the clock is declared STABLE or IMMUTABLE.
 SELECT p.oid::regprocedure AS misdeclared FROM pg_proc p

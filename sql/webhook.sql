@@ -53,7 +53,7 @@ SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed
          pg_temp.signed(pg_temp.payload(:'job', 'parsed') || ' '));
 SELECT tvdb.handle_llamaparse_webhook(convert_to(pg_temp.payload(:'job', 'parsed'), 'UTF8'), NULL)->>'http_status' AS null_headers;
 SELECT count(*) <= 2 AS a_row_a_minute, sum(refused) AS refused, sum(body_bytes) > 0 AS bytes_counted,
-       max(signature_headers::text) AS signature_headers, min(minute) = date_trunc('minute', min(last_at)) AS per_minute
+       (SELECT array_agg(DISTINCT h ORDER BY h) FROM upload_pipeline.webhook_refusals, unnest(signature_headers) h) AS signature_headers, min(minute) = date_trunc('minute', min(last_at)) AS per_minute
 FROM upload_pipeline.webhook_refusals;
 SELECT count(*) AS security_events FROM upload_pipeline.events WHERE type = 'security';
 SELECT status, parsed_path FROM upload_pipeline.upload_jobs WHERE job_id = :'job';

@@ -7,7 +7,9 @@
 #include "tvdb.h"
 
 #include "common/hashfn.h"
+#include "utils/array.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 typedef struct PlanKey
@@ -86,7 +88,9 @@ tvdb_plan(const char *sql, int nargs, const Oid *types)
 	e = hash_search(plans, &key, HASH_FIND, NULL);
 	if (e != NULL)
 		return e->plan;
-	plan = SPI_prepare(sql, nargs, unconstify(Oid *, types));
+	/* the statements of every job's move keep their one generic plan (hot.c) */
+	plan = SPI_prepare_cursor(sql, nargs, unconstify(Oid *, types),
+							  tvdb_is_hot(sql) ? CURSOR_OPT_GENERIC_PLAN : 0);
 	if (plan == NULL)
 		elog(ERROR, "tvdb: could not prepare (%s): %s", SPI_result_code_string(SPI_result), sql);
 	if (SPI_keepplan(plan) != 0)
@@ -163,4 +167,18 @@ Datum
 tvdb_spi_datum(uint64 row, int col, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* A one-dimensional array of n items (nulls may be NULL: none), an argument for a statement. */
+Datum
+tvdb_array(Datum *items, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(elemtype, &len, &byval, &align);
+	return PointerGetDatum(construct_md_array(items, nulls, 1, dims, lbs, elemtype, len, byval, align));
 }

@@ -11,6 +11,7 @@
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
+#include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
 #include "guc.h"
@@ -63,10 +64,13 @@ typedef struct TvdbEdge
 /* statemachine.c */
 extern const char *tvdb_status_name(TvdbStatus s);
 extern bool tvdb_status_is_failure(TvdbStatus s);
+extern bool tvdb_status_is_open(TvdbStatus s);
 extern TvdbStatus tvdb_status_lookup(const char *name);
 extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
 extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
 extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
+extern int	tvdb_path_edges(TvdbStatus from, TvdbStatus to, const TvdbStatus *via, int nvia,
+							const TvdbEdge **edges);
 struct TriggerData;
 extern int	tvdb_trigger_column(struct TriggerData *trigdata, const char *name);
 extern Datum tvdb_trigger_value(struct TriggerData *trigdata, HeapTuple tuple, const char *name,
@@ -80,7 +84,22 @@ extern HeapTuple tvdb_restored_job(struct TriggerData *td, HeapTuple tuple, Tvdb
 extern uint64 tvdb_update_with_details(const char *sql, int nargs, const Oid *types, Datum *args,
 									   const char *nulls, const Datum *jobs, const Datum *details,
 									   int n, int expect);
+extern uint64 tvdb_update_with_path(const char *sql, int nargs, const Oid *types, Datum *args,
+									const char *nulls, const Datum *jobs, const Datum *details,
+									int n, const TvdbStatus *via, int nvia, int expect);
 extern Datum tvdb_pending_detail(Datum job_id);
+extern int	tvdb_pending_via(Datum job_id, const TvdbStatus **via);
+#define TVDB_MAX_VIA 4
+
+
+/* backend/job_queue.c: the open jobs, beside the history (the triggers keep it) */
+typedef struct TvdbQueueChanges TvdbQueueChanges;
+extern TvdbQueueChanges *tvdb_queue_changes(int cap);
+extern void tvdb_queue_put(TvdbQueueChanges *q, Datum document_id, Datum job_id, TvdbStatus status,
+						   TimestampTz status_changed_at, Datum next_poll_at, bool poll_null,
+						   Datum lease_expires_at, bool lease_null);
+extern void tvdb_queue_drop(TvdbQueueChanges *q, Datum document_id, Datum job_id);
+extern void tvdb_queue_flush(TvdbQueueChanges *q);
 
 /* backend/hmac.c */
 extern List *tvdb_configured_webhook_secrets(void);
@@ -113,6 +132,29 @@ extern void tvdb_spi_connect(void);
 extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
+extern Datum tvdb_array(Datum *items, bool *nulls, int n, Oid elemtype);
+
+/* backend/hot.c: the statements run for every job that moves, planned once */
+#define TVDB_HOT_MAX_ARGS 11
+typedef enum TvdbHot
+{
+	TVDB_HOT_TAKE,
+	TVDB_HOT_CLAIM,
+	TVDB_HOT_MOVE,
+	TVDB_HOT_EVENTS,
+	TVDB_HOT_QUEUE_PUT,
+	TVDB_HOT_QUEUE_DROP,
+	TVDB_NUM_HOT
+} TvdbHot;
+typedef struct TvdbHotStatement
+{
+	const char *name;
+	const char *sql;
+	int			nargs;
+	Oid			types[TVDB_HOT_MAX_ARGS];
+} TvdbHotStatement;
+extern const TvdbHotStatement tvdb_hot[TVDB_NUM_HOT];
+extern bool tvdb_is_hot(const char *sql);
 
 /* circuit.c: per service, shared by all workers: circuit breaker and token buckets */
 #define TVDB_CIRCUIT_SERVICES 2

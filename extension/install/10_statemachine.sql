@@ -33,22 +33,24 @@ COMMENT ON FUNCTION tvdb.guard_status() IS 'BEFORE trigger: rejects illegal stat
 
 CREATE FUNCTION tvdb.record_event() RETURNS trigger
     AS 'MODULE_PATHNAME', 'tvdb_record_event' LANGUAGE C;
-COMMENT ON FUNCTION tvdb.record_event() IS 'AFTER trigger: one event row and a NOTIFY per status change';
+COMMENT ON FUNCTION tvdb.record_event() IS
+    'AFTER statement trigger: an event row and a NOTIFY per edge a job takes, and the queue of open jobs kept';
 
 CREATE TRIGGER tvdb_guard_insert BEFORE INSERT ON upload_pipeline.upload_jobs
     FOR EACH ROW EXECUTE FUNCTION tvdb.guard_status();
 CREATE TRIGGER tvdb_guard_update BEFORE UPDATE ON upload_pipeline.upload_jobs
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION tvdb.guard_status();
+-- Once per statement, over all the rows it changed: a batch's events are
+-- one INSERT, its queue rows one upsert.
 CREATE TRIGGER tvdb_record_insert AFTER INSERT ON upload_pipeline.upload_jobs
-    FOR EACH ROW EXECUTE FUNCTION tvdb.record_event();
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
 CREATE TRIGGER tvdb_record_update AFTER UPDATE ON upload_pipeline.upload_jobs
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION tvdb.record_event();
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
 
--- The status lists SQL needs come from the C table, never by hand.  The
--- queue: only jobs that still have work are indexed, so finished jobs never
--- slow down claiming.
+-- The status lists SQL needs come from the C table, never by hand.
 CREATE FUNCTION tvdb._status_list(working boolean, failure boolean) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -58,12 +60,3 @@ AS $$
 $$;
 COMMENT ON FUNCTION tvdb._status_list(boolean, boolean) IS
     'internal (install): the working or failure statuses as a SQL list, from the C table';
-
-DO $$
-BEGIN
-    EXECUTE format('CREATE INDEX upload_jobs_claimable_idx ON upload_pipeline.upload_jobs '
-                   '(status, next_poll_at NULLS FIRST) WHERE status IN (%s)', tvdb._status_list(true, false));
-    EXECUTE format('CREATE INDEX upload_jobs_retry_due_idx ON upload_pipeline.upload_jobs (next_retry_at) '
-                   'WHERE status IN (%s) AND next_retry_at IS NOT NULL', tvdb._status_list(false, true));
-END
-$$;

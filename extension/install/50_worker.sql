@@ -60,30 +60,33 @@ COMMENT ON VIEW tvdb.usage_summary IS
     'requests (in flight, of unknown outcome), pages, tokens, cost and what is still reserved, by service and operation';
 
 -- Claim up to n due jobs in one status: the lease is the claim, SKIP LOCKED
--- keeps workers off each other's rows.  Due jobs come first in the
--- claimable index (NULL = due now), so the scan stops after n of them.  In
--- C (src/backend/advance.c), under the calling statement's snapshot: joined
--- with other tables, it returns every job it leases.
+-- keeps workers off each other's rows.  The due jobs are read from the
+-- queue of open jobs (11_queue.sql) in due order, so the scan stops after
+-- n of them however long the history.  In C (src/backend/advance.c), under
+-- the calling statement's snapshot: joined with other tables, it returns
+-- every job it leases.
 CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
     RETURNS SETOF uuid AS 'MODULE_PATHNAME', 'tvdb_claim' LANGUAGE C VOLATILE;
 
--- Milliseconds until the worker has something to do (0: now; NULL: nothing).
--- Its status list is the claimable index's, from the C table.
-DO $$
-BEGIN
-    EXECUTE format($f$
+-- The statements run for every job that moves (src/backend/hot.c), each
+-- prepared once with its generic plan forced: listed so that a test can
+-- EXPLAIN the very text the C code runs.
+CREATE FUNCTION tvdb._hot_statements(OUT name text, OUT sql text, OUT argtypes regtype[])
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'tvdb_hot_statements' LANGUAGE C IMMUTABLE;
+REVOKE ALL ON FUNCTION tvdb._hot_statements() FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._hot_statements() IS 'internal: the statements every moving job costs, planned once';
+
+-- Milliseconds until the worker has something to do (0: now; NULL: nothing):
+-- the first entry of each working status in the queue's due index.
 CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
     LANGUAGE plpgsql VOLATILE
-AS $b$
+AS $$
 BEGIN
-    RETURN (SELECT greatest(0, extract(epoch FROM due - clock_timestamp()) * 1000)  -- NULL: nothing at all
-            FROM (SELECT min(greatest(coalesce(lease_expires_at, clock_timestamp()),
-                                      coalesce(next_poll_at, clock_timestamp()))) AS due
-                  FROM upload_pipeline.upload_jobs
-                  WHERE status IN (%s)) s
-            WHERE due IS NOT NULL);
-END
-$b$ $f$, tvdb._status_list(true, false));
+    RETURN (SELECT greatest(0, extract(epoch FROM min(d.due) - clock_timestamp()) * 1000)  -- NULL: nothing at all
+            FROM tvdb.statuses s,
+                 LATERAL (SELECT q.due_at AS due FROM upload_pipeline.job_queue q
+                          WHERE q.status = s.status ORDER BY q.due_at LIMIT 1) d
+            WHERE NOT s.is_terminal AND NOT s.is_failure);
 END
 $$;
 
@@ -162,6 +165,13 @@ CREATE FUNCTION tvdb._advance_all(jobs uuid[], owner text, from_status text, to_
                                   details jsonb[] DEFAULT NULL, keep_lease boolean DEFAULT false)
     RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_all' LANGUAGE C;
 
+-- Move leased jobs along a path, path[1] -> path[2] -> ... in one UPDATE
+-- (the triggers check each edge and write each event): the hops that wait
+-- for nothing.  details[i] goes in jobs[i]'s first event; the lease is
+-- dropped.  The ids of the jobs that moved.
+CREATE FUNCTION tvdb._advance_path(jobs uuid[], owner text, path text[], details jsonb[] DEFAULT NULL)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_path' LANGUAGE C;
+
 -- Claim up to n due, unleased jobs in from_status (SKIP LOCKED) and move
 -- them to to_status under a new lease, in one UPDATE: the ids taken.
 CREATE FUNCTION tvdb._take(from_status text, to_status text, owner text, n integer, lease_seconds integer)
@@ -234,8 +244,8 @@ END
 $$;
 
 -- Finish the jobs of a batch whose chunks all have their vectors:
--- embedding_in_progress -> embeddings_stored -> complete, each step for the
--- whole batch in one statement.  The number of jobs completed.
+-- embedding_in_progress -> embeddings_stored -> complete, the whole batch
+-- in one statement.  The number of jobs completed.
 CREATE FUNCTION tvdb._finish_embeddings(jobs uuid[], owner text) RETURNS integer
     LANGUAGE plpgsql
 AS $$
@@ -252,8 +262,8 @@ BEGIN
     IF ready IS NULL THEN
         RETURN 0;
     END IF;
-    ready := tvdb._advance_all(ready, owner, 'embedding_in_progress', 'embeddings_stored', details, true);
-    RETURN cardinality(tvdb._advance_all(ready, owner, 'embeddings_stored', 'complete'));
+    RETURN cardinality(tvdb._advance_path(ready, owner,
+                                          ARRAY['embedding_in_progress', 'embeddings_stored', 'complete'], details));
 END
 $$;
 
@@ -274,6 +284,9 @@ REVOKE ALL ON FUNCTION tvdb._release(uuid, text, interval, text, text) FROM PUBL
 REVOKE ALL ON FUNCTION tvdb._advance(uuid, text, text, text, jsonb, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._advance_all(uuid[], text, text, text, jsonb[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tvdb._advance_path(uuid[], text, text[], jsonb[]) FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._advance_path(uuid[], text, text[], jsonb[]) IS
+    'internal (worker): move leased jobs along a path of statuses in one UPDATE, an event per edge';
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
                                           integer, boolean, integer, integer, numeric, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;

@@ -29,7 +29,10 @@ DECLARE
 BEGIN
     FOR j IN
         SELECT u.job_id, u.status FROM upload_pipeline.upload_jobs u
-        WHERE u.failure_class = 'retries_exhausted'
+        -- the failed jobs are open: the queue holds them, the history need not be read
+        WHERE u.job_id = ANY (ARRAY(SELECT q.job_id FROM upload_pipeline.job_queue q JOIN tvdb.statuses s USING (status)
+                                    WHERE s.is_failure))
+          AND u.failure_class = 'retries_exhausted'
           AND u.attempts <= current_setting('tvdb.max_job_retries')::integer
           AND u.status_changed_at <= now() - current_setting('tvdb.job_retry_delay')::interval * 2 ^ (u.attempts - 1)
         ORDER BY u.status_changed_at
@@ -59,7 +62,8 @@ DECLARE
 BEGIN
     WITH reaped AS (
         UPDATE upload_pipeline.upload_jobs u SET lease_owner = NULL, lease_expires_at = NULL
-        WHERE u.lease_expires_at < now()
+        WHERE u.job_id = ANY (ARRAY(SELECT q.job_id FROM upload_pipeline.job_queue q WHERE q.lease_expires_at < now()))
+          AND u.lease_expires_at < now()
         RETURNING u.job_id)
     SELECT count(*) INTO leases_reaped FROM reaped;
     PERFORM tvdb._requests_lost();
@@ -70,7 +74,7 @@ BEGIN
         PERFORM tvdb._wake_workers();
     END IF;
     EXECUTE format($q$
-        SELECT count(*), min(status_changed_at) FROM upload_pipeline.upload_jobs
+        SELECT count(*), min(status_changed_at) FROM upload_pipeline.job_queue
         WHERE status IN (%s) AND status_changed_at < now() - current_setting('tvdb.stuck_after')::interval
         $q$, tvdb._status_list(true, false))
     INTO stuck_jobs, oldest;

@@ -7,14 +7,11 @@
 -- a million jobs are in the README ("Monitoring").
 
 -- Jobs by status.  Jobs still open (in a working or a failure status) are
--- few whatever the history, and one partial index holds what the views ask
--- of them: an index-only scan of it answers counts, oldest, leases and what
--- is overdue.  The finished (terminal) statuses are only counted, from a
+-- counted from the queue of open jobs (11_queue.sql), which holds nothing
+-- else: counts, oldest and leases cost what the backlog is, whatever the
+-- history.  The finished (terminal) statuses are only counted, from a
 -- plain index on status, which B-tree deduplication keeps small (7 MB for a
 -- million jobs): their count is the one cost that grows with history.
--- The status lists are spelled out from the C table when the index and the
--- function are made (a status passed as a parameter cannot use a partial
--- index): a release that adds a status recreates both.
 -- complete and the failure statuses, as a SQL list: the statuses that
 -- finish a job's run (tvdb.throughput counts them).
 CREATE FUNCTION tvdb._finished_list() RETURNS text
@@ -28,14 +25,14 @@ COMMENT ON FUNCTION tvdb._finished_list() IS
     'internal: complete and the failure statuses as a SQL list, from the C table';
 REVOKE ALL ON FUNCTION tvdb._finished_list() FROM PUBLIC;
 
+-- The terminal statuses are spelled out when the function is made (a status
+-- passed as a parameter cannot be planned on the index): a release that adds
+-- a status recreates it.
 DO $$
 DECLARE
-    open_list text := tvdb._status_list(true, true);
     terminal_list text := (SELECT string_agg(quote_literal(s.status), ', ' ORDER BY s.ordinal)
                            FROM tvdb.statuses s WHERE s.is_terminal);
 BEGIN
-    EXECUTE format('CREATE INDEX upload_jobs_open_idx ON upload_pipeline.upload_jobs (status, status_changed_at) '
-                   'INCLUDE (lease_expires_at, next_poll_at) WHERE status IN (%s)', open_list);
     EXECUTE format($f$
         CREATE FUNCTION tvdb._pipeline_status(OUT status text, OUT ordinal integer, OUT is_terminal boolean,
                                               OUT is_failure boolean, OUT jobs bigint, OUT oldest timestamptz,
@@ -46,13 +43,13 @@ BEGIN
             SELECT s.status, s.ordinal, s.is_terminal, s.is_failure, coalesce(o.jobs, t.jobs, 0), o.oldest,
                    CASE WHEN NOT s.is_terminal THEN coalesce(o.leased, 0) END
             FROM tvdb.statuses s
-            LEFT JOIN (SELECT j.status, count(*) AS jobs, min(j.status_changed_at) AS oldest,
-                              count(*) FILTER (WHERE j.lease_expires_at > now()) AS leased
-                       FROM upload_pipeline.upload_jobs j WHERE j.status IN (%s) GROUP BY j.status) o USING (status)
+            LEFT JOIN (SELECT q.status, count(*) AS jobs, min(q.status_changed_at) AS oldest,
+                              count(*) FILTER (WHERE q.lease_expires_at > now()) AS leased
+                       FROM upload_pipeline.job_queue q GROUP BY q.status) o USING (status)
             LEFT JOIN (SELECT j.status, count(*) AS jobs
                        FROM upload_pipeline.upload_jobs j WHERE j.status IN (%s) GROUP BY j.status) t USING (status)
             ORDER BY s.ordinal
-        $b$ $f$, open_list, terminal_list);
+        $b$ $f$, terminal_list);
 END
 $$;
 CREATE INDEX upload_jobs_status_idx ON upload_pipeline.upload_jobs (status);
@@ -198,14 +195,13 @@ BEGIN
     SELECT count(*), max(a.state_change) INTO workers, last_pass
     FROM pg_catalog.pg_stat_activity a
     WHERE a.backend_type = 'tvdb worker' AND a.datname = current_database();
-    -- the unfinished jobs: an index range per working status
+    -- the unfinished jobs, from the queue of open jobs; overdue: due (no
+    -- lease, no poll to wait for) for more than a minute
     EXECUTE format($q$
-        SELECT count(*), min(j.status_changed_at),
-               count(*) FILTER (WHERE coalesce(j.lease_expires_at, '-infinity') < now() - interval '1 minute'
-                                  AND coalesce(j.next_poll_at, '-infinity') < now() - interval '1 minute'
-                                  AND j.status_changed_at < now() - interval '1 minute'),
-               count(*) FILTER (WHERE j.status_changed_at < now() - current_setting('tvdb.stuck_after', true)::interval)
-        FROM upload_pipeline.upload_jobs j WHERE j.status IN (%s)$q$, tvdb._status_list(true, false))
+        SELECT count(*), min(q.status_changed_at),
+               count(*) FILTER (WHERE q.due_at < now() - interval '1 minute'),
+               count(*) FILTER (WHERE q.status_changed_at < now() - current_setting('tvdb.stuck_after', true)::interval)
+        FROM upload_pipeline.job_queue q WHERE q.status IN (%s)$q$, tvdb._status_list(true, false))
     INTO backlog, oldest_unfinished, overdue, stuck;
     SELECT coalesce(jsonb_agg(jsonb_build_object('service', c.service, 'state', c.state, 'since', c.since,
                                                  'failures', c.failures, 'last_error', c.last_error)

@@ -8,13 +8,15 @@
  *   tvdb._advance_all(jobs[], owner, from, to, details[], keep_lease) -> uuid[]
  *   tvdb._take(from, to, owner, n, lease_seconds) -> uuid[]
  *   tvdb._claim(status, owner, n, lease_seconds) -> setof uuid
+ *   tvdb._advance_path(jobs[], owner, path[], details[]) -> uuid[]
  *
  * A job moves only while it is still in `from` and leased to `owner`;
  * the others are left alone (the lease was lost, or a webhook moved the job
  * first).  _take claims due, unleased jobs and moves them in one statement;
  * _claim only leases them.  Both run under the calling statement's snapshot,
  * so a claim joined with other tables returns every job it leases: a job
- * committed after that statement began is neither seen nor leased.
+ * committed after that statement began is neither seen nor leased.  The
+ * statements are in hot.c: planned once, claims read the queue of open jobs.
  */
 #include "tvdb.h"
 
@@ -31,24 +33,7 @@ PG_FUNCTION_INFO_V1(tvdb_advance);
 PG_FUNCTION_INFO_V1(tvdb_advance_all);
 PG_FUNCTION_INFO_V1(tvdb_take);
 PG_FUNCTION_INFO_V1(tvdb_claim);
-
-/*
- * A new status starts with no wait of its own (a new parse job sets one
- * after); the guard trigger records a failure's error as last_error.
- */
-#define MOVE_SET \
-	"SET status = $4," \
-	" next_poll_at = CASE WHEN $4 = 'parse_queued' THEN u.next_poll_at END," \
-	" lease_owner = CASE WHEN $5 THEN u.lease_owner END," \
-	" lease_expires_at = CASE WHEN $5 THEN u.lease_expires_at END "
-
-/* Due jobs in a status that nobody holds, oldest due first, locked (SKIP LOCKED). */
-#define DUE_JOBS(status, n) \
-	"SELECT c.job_id FROM upload_pipeline.upload_jobs c" \
-	" WHERE c.status = " status \
-	"   AND (c.next_poll_at IS NULL OR c.next_poll_at <= now())" \
-	"   AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now())" \
-	" ORDER BY c.next_poll_at NULLS FIRST LIMIT " n " FOR UPDATE SKIP LOCKED"
+PG_FUNCTION_INFO_V1(tvdb_advance_path);
 
 static void
 check_status_name(text *name)
@@ -83,9 +68,10 @@ moved_ids(MemoryContext cxt)
  * leased to owner; leaves the moved ids in SPI_tuptable.
  */
 static void
-move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, bool keep_lease)
+move_jobs(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, bool keep_lease,
+	 const TvdbStatus *via, int nvia)
 {
-	static const Oid types[5] = {UUIDARRAYOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	const TvdbHotStatement *move = &tvdb_hot[TVDB_HOT_MOVE];
 	Datum		args[5];
 	Datum	   *job_d;
 	Datum	   *detail_d = NULL;
@@ -114,12 +100,8 @@ move(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to, boo
 	args[3] = PointerGetDatum(to);
 	args[4] = BoolGetDatum(keep_lease);
 
-	tvdb_update_with_details("UPDATE upload_pipeline.upload_jobs u " MOVE_SET
-							 "FROM unnest($1) AS d(job_id) "
-							 "WHERE u.job_id = d.job_id AND u.lease_owner = $2 AND u.status = $3 "
-							 "RETURNING u.job_id",
-							 5, types, args, NULL, job_d, detail_d, detail_d ? n : 0,
-							 SPI_OK_UPDATE_RETURNING);
+	tvdb_update_with_path(move->sql, move->nargs, move->types, args, NULL, job_d, detail_d, detail_d || nvia ? n : 0,
+						  via, nvia, SPI_OK_UPDATE_RETURNING);
 }
 
 Datum
@@ -135,9 +117,9 @@ tvdb_advance(PG_FUNCTION_ARGS)
 	if (detail)
 		details = construct_array(&detail, 1, JSONBOID, -1, false, TYPALIGN_INT);
 	tvdb_spi_connect();
-	move(construct_array(&job, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), details,
+	move_jobs(construct_array(&job, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), details,
 		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
-		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5), NULL, 0);
 	moved = SPI_processed == 1;
 	tvdb_spi_finish();
 	PG_RETURN_BOOL(moved);
@@ -152,9 +134,54 @@ tvdb_advance_all(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
 	tvdb_spi_connect();
-	move(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
+	move_jobs(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4),
 		 PG_GETARG_TEXT_PP(1), PG_GETARG_TEXT_PP(2), PG_GETARG_TEXT_PP(3),
-		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5));
+		 !PG_ARGISNULL(5) && PG_GETARG_BOOL(5), NULL, 0);
+	moved = moved_ids(cxt);
+	tvdb_spi_finish();
+	PG_RETURN_DATUM(moved);
+}
+
+/*
+ * tvdb._advance_path(jobs[], owner, path[], details[]): move the jobs from
+ * path[1] to its last status through the ones between, in one UPDATE per
+ * batch: the triggers check every edge and write an event for each, in
+ * order, details[i] in jobs[i]'s first.  For hops that wait for nothing
+ * (chunks_stored, embeddings_stored), which cost a row version each
+ * otherwise.  The lease is dropped.  The ids of the jobs moved.
+ */
+Datum
+tvdb_advance_path(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum	   *steps;
+	bool	   *step_nulls;
+	int			nsteps;
+	TvdbStatus	via[TVDB_MAX_VIA];
+	Datum		moved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
+					  &steps, &step_nulls, &nsteps);
+	if (nsteps < 2 || nsteps > TVDB_MAX_VIA + 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a path has %d statuses", nsteps),
+				 errdetail("A path names from 2 to %d statuses: where the jobs are, where they pass, where they go.",
+						   TVDB_MAX_VIA + 2)));
+	for (int i = 0; i < nsteps; i++)
+		if (step_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a path holds a null status"),
+					 errhint("Name every status of the path.")));
+	for (int i = 1; i < nsteps - 1; i++)
+		via[i - 1] = tvdb_status_parse(TextDatumGetCString(steps[i]));
+	tvdb_spi_connect();
+	move_jobs(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3),
+		 PG_GETARG_TEXT_PP(1), DatumGetTextPP(steps[0]), DatumGetTextPP(steps[nsteps - 1]),
+		 false, via, nsteps - 2);
 	moved = moved_ids(cxt);
 	tvdb_spi_finish();
 	PG_RETURN_DATUM(moved);
@@ -167,7 +194,7 @@ tvdb_advance_all(PG_FUNCTION_ARGS)
 Datum
 tvdb_take(PG_FUNCTION_ARGS)
 {
-	static const Oid types[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
+	const TvdbHotStatement *take = &tvdb_hot[TVDB_HOT_TAKE];
 	MemoryContext cxt = CurrentMemoryContext;
 	Datum		args[5];
 	Datum		moved;
@@ -181,12 +208,8 @@ tvdb_take(PG_FUNCTION_ARGS)
 	check_status_name(PG_GETARG_TEXT_PP(0));
 	check_status_name(PG_GETARG_TEXT_PP(1));
 	tvdb_spi_connect();
-	tvdb_spi_run_in_snapshot("UPDATE upload_pipeline.upload_jobs u "
-							 "SET status = $2, next_poll_at = NULL, lease_owner = $3,"
-							 " lease_expires_at = now() + make_interval(secs => $5) "
-							 "WHERE u.job_id IN (" DUE_JOBS("$1", "$4") ") "
-							 "RETURNING u.job_id",
-							 5, types, args, NULL, GetActiveSnapshot(), SPI_OK_UPDATE_RETURNING);
+	tvdb_spi_run_in_snapshot(take->sql, take->nargs, take->types, args, NULL, GetActiveSnapshot(),
+							 SPI_OK_UPDATE_RETURNING);
 	moved = moved_ids(cxt);
 	tvdb_spi_finish();
 	PG_RETURN_DATUM(moved);
@@ -196,7 +219,7 @@ tvdb_take(PG_FUNCTION_ARGS)
 Datum
 tvdb_claim(PG_FUNCTION_ARGS)
 {
-	static const Oid types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	const TvdbHotStatement *claim = &tvdb_hot[TVDB_HOT_CLAIM];
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		args[4];
 	uint64		n;
@@ -210,11 +233,8 @@ tvdb_claim(PG_FUNCTION_ARGS)
 	}
 	check_status_name(PG_GETARG_TEXT_PP(0));
 	tvdb_spi_connect();
-	n = tvdb_spi_run_in_snapshot("UPDATE upload_pipeline.upload_jobs u "
-								 "SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $4) "
-								 "WHERE u.job_id IN (" DUE_JOBS("$1", "$3") ") "
-								 "RETURNING u.job_id",
-								 4, types, args, NULL, GetActiveSnapshot(), SPI_OK_UPDATE_RETURNING);
+	n = tvdb_spi_run_in_snapshot(claim->sql, claim->nargs, claim->types, args, NULL, GetActiveSnapshot(),
+								 SPI_OK_UPDATE_RETURNING);
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;

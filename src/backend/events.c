@@ -1,10 +1,18 @@
 /*
  * events.c — the AFTER trigger on upload_pipeline.upload_jobs that writes
- * exactly one row to upload_pipeline.events for every accepted status change
- * (and for a job's creation), and queues a NOTIFY on channel tvdb_jobs that
- * PostgreSQL delivers only if the transaction commits.
+ * exactly one row to upload_pipeline.events for every edge a job takes (and
+ * for its creation), keeps the queue of open jobs (job_queue.c), and queues
+ * a NOTIFY on channel tvdb_jobs that PostgreSQL delivers only if the
+ * transaction commits.
  *
- * It looks the edge up again rather than trusting the BEFORE trigger: a
+ * It is a statement trigger with transition tables: a statement that moves
+ * a batch of jobs writes all their events with one INSERT and their queue
+ * rows with one upsert.  A move that passes through statuses on its way
+ * (tvdb._advance_path) writes an event per edge, in order, the later ones
+ * with no time spent in the status passed through.  Databases still on
+ * 0.1.0 declare it FOR EACH ROW, and get one event per row as before.
+ *
+ * It looks the edges up again rather than trusting the BEFORE trigger: a
  * user trigger firing after ours could have changed the status.
  */
 #include "tvdb.h"
@@ -14,12 +22,18 @@
 #include "commands/async.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/tuplestore.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(tvdb_record_event);
+
+static void notify(Datum job_id, TvdbStatus to);
 
 #define NOTIFY_CHANNEL "tvdb_jobs"
 
@@ -27,6 +41,15 @@ PG_FUNCTION_INFO_V1(tvdb_record_event);
 
 static const Oid insert_types[INSERT_NARGS] = {UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
 	JSONBOID, UUIDOID, TEXTOID, TEXTOID, INTERVALOID, INT4OID};
+
+static void
+notify(Datum job_id, TvdbStatus to)
+{
+	Async_Notify(NOTIFY_CHANNEL,
+				 psprintf("{\"job_id\": \"%s\", \"status\": \"%s\"}",
+						  DatumGetCString(DirectFunctionCall1(uuid_out, job_id)),
+						  tvdb_status_name(to)));
+}
 
 static TvdbStatus
 column_status(TriggerData *td, HeapTuple tuple)
@@ -43,14 +66,13 @@ column_status(TriggerData *td, HeapTuple tuple)
 }
 
 /*
- * AFTER INSERT OR UPDATE ... FOR EACH ROW (the UPDATE trigger is declared
- * WHEN (OLD.status IS DISTINCT FROM NEW.status), so it is not even queued
- * for other updates).
+ * 0.1.0's AFTER INSERT OR UPDATE ... FOR EACH ROW (the UPDATE trigger is
+ * declared WHEN (OLD.status IS DISTINCT FROM NEW.status), so it is not even
+ * queued for other updates).
  */
-Datum
-tvdb_record_event(PG_FUNCTION_ARGS)
+static Datum
+record_row(TriggerData *td)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
 	HeapTuple	newtuple;
 	TvdbStatus	from = TVDB_NO_STATUS;
 	TvdbStatus	to;
@@ -59,15 +81,6 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 	char		nulls[INSERT_NARGS];
 	bool		isnull;
 	Datum		job_id;
-	char	   *notify_payload;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
-		TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("tvdb_record_event() must be fired AFTER INSERT OR UPDATE FOR EACH ROW")));
 
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
@@ -129,11 +142,315 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 				 INSERT_NARGS, insert_types, args, nulls, SPI_OK_INSERT);
 	tvdb_spi_finish();
 
-	notify_payload = psprintf("{\"job_id\": \"%s\", \"status\": \"%s\"}",
-							  DatumGetCString(DirectFunctionCall1(uuid_out, job_id)),
-							  tvdb_status_name(to));
-	Async_Notify(NOTIFY_CHANNEL, notify_payload);
+	notify(job_id, to);
 	tvdb_wakeup_on_commit();
 
 	return PointerGetDatum(NULL);
+}
+
+/* The columns the statement trigger reads, by attribute number. */
+typedef struct Columns
+{
+	int			job,
+				doc,
+				status,
+				corr,
+				since,
+				attempts,
+				poll,
+				lease;
+} Columns;
+
+/* The events of a statement, gathered as columns for one INSERT. */
+typedef struct Events
+{
+	int			n,
+				cap;
+	Datum	   *v[INSERT_NARGS];
+	bool	   *null[INSERT_NARGS];
+} Events;
+
+static void
+events_grow(Events *e)
+{
+	int			cap = Max(e->cap * 2, 16);
+
+	for (int c = 0; c < INSERT_NARGS; c++)
+	{
+		e->v[c] = e->cap ? repalloc(e->v[c], sizeof(Datum) * cap) : palloc(sizeof(Datum) * cap);
+		e->null[c] = e->cap ? repalloc(e->null[c], sizeof(bool) * cap) : palloc(sizeof(bool) * cap);
+	}
+	e->cap = cap;
+}
+
+static Datum
+slot_value(TupleTableSlot *slot, int att, bool *isnull)
+{
+	return slot_getattr(slot, att, isnull);
+}
+
+/* A copy of a uuid column (the slot is reused for the next row). */
+static Datum
+slot_uuid(TupleTableSlot *slot, int att, bool *isnull)
+{
+	Datum		d = slot_getattr(slot, att, isnull);
+	pg_uuid_t  *u;
+
+	if (*isnull)
+		return (Datum) 0;
+	u = palloc(sizeof(pg_uuid_t));
+	memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	return UUIDPGetDatum(u);
+}
+
+static TvdbStatus
+slot_status(TupleTableSlot *slot, int att)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("job status must not be null"),
+				 errdetail("Every job is in exactly one status.")));
+	return tvdb_status_parse(TextDatumGetCString(d));
+}
+
+/* One event per edge of the job's way from `from` (none: created) to its status now. */
+static void
+add_events(Events *e, TupleTableSlot *old, TupleTableSlot *new, const Columns *c,
+		   TvdbStatus from, TvdbStatus to)
+{
+	const TvdbEdge *path[TVDB_MAX_VIA + 1];
+	const TvdbStatus *via = NULL;
+	int			nvia = 0;
+	int			nedges;
+	bool		job_null,
+				isnull;
+	Datum		job = slot_uuid(new, c->job, &job_null);
+	Datum		doc = slot_uuid(new, c->doc, &isnull);
+	Datum		corr = slot_uuid(new, c->corr, &isnull);
+	bool		corr_null = isnull;
+	Datum		detail = job_null ? (Datum) 0 : tvdb_pending_detail(job);
+	Datum		attempts = slot_value(new, c->attempts, &isnull);
+	bool		attempts_null = isnull;
+	Datum		prev = (Datum) 0;
+	bool		prev_null = true;
+
+	if (from != TVDB_NO_STATUS && !job_null)
+		nvia = tvdb_pending_via(job, &via);
+	if (from == TVDB_NO_STATUS)
+	{
+		path[0] = tvdb_edge_lookup(from, to);
+		if (path[0] == NULL)
+			tvdb_report_invalid_transition(from, to);
+		nedges = 1;
+	}
+	else
+	{
+		bool		since_null;
+		Datum		since = slot_value(old, c->since, &since_null);
+		Datum		until = slot_value(new, c->since, &isnull);
+
+		nedges = tvdb_path_edges(from, to, via, nvia, path);
+		if (!since_null && !isnull)
+		{
+			prev = DirectFunctionCall2(timestamp_mi, until, since);
+			prev_null = false;
+		}
+	}
+	for (int k = 0; k < nedges; k++)
+	{
+		const TvdbEdge *edge = path[k];
+		int			i;
+
+		if (e->n == e->cap)
+			events_grow(e);
+		i = e->n++;
+		for (int col = 0; col < INSERT_NARGS; col++)
+			e->null[col][i] = false;
+		e->v[0][i] = job;
+		e->null[0][i] = job_null;
+		e->v[1][i] = doc;
+		e->v[2][i] = CStringGetTextDatum(edge->type);
+		e->v[3][i] = CStringGetTextDatum(edge->severity);
+		e->v[4][i] = CStringGetTextDatum(edge->code);
+		e->v[5][i] = (k == 0 && detail != (Datum) 0) ? detail
+			: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		e->v[6][i] = corr;
+		e->null[6][i] = corr_null;
+		if (edge->from == TVDB_NO_STATUS)
+			e->null[7][i] = true;
+		else
+			e->v[7][i] = CStringGetTextDatum(tvdb_status_name(edge->from));
+		e->v[8][i] = CStringGetTextDatum(tvdb_status_name(edge->to));
+		/* the statuses passed through on the way were left at once */
+		if (k == 0)
+		{
+			e->v[9][i] = prev;
+			e->null[9][i] = prev_null || edge->from == TVDB_NO_STATUS;
+		}
+		else
+			e->v[9][i] = DirectFunctionCall3(interval_in, CStringGetDatum("0"),
+											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		e->v[10][i] = attempts;
+		e->null[10][i] = attempts_null;
+	}
+	if (!job_null)
+		notify(job, to);
+}
+
+static void
+insert_events(Events *e)
+{
+	const TvdbHotStatement *st = &tvdb_hot[TVDB_HOT_EVENTS];
+	Datum		args[INSERT_NARGS];
+
+	for (int c = 0; c < INSERT_NARGS; c++)
+		args[c] = tvdb_array(e->v[c], e->null[c], e->n, insert_types[c]);
+	tvdb_spi_run(st->sql, st->nargs, st->types, args, NULL, SPI_OK_INSERT);
+}
+
+static bool
+same_value(TupleTableSlot *a, TupleTableSlot *b, int att)
+{
+	bool		anull,
+				bnull;
+	Datum		x = slot_getattr(a, att, &anull);
+	Datum		y = slot_getattr(b, att, &bnull);
+
+	if (anull || bnull)
+		return anull == bnull;
+	return DatumGetTimestampTz(x) == DatumGetTimestampTz(y);
+}
+
+static void
+put_queue(TvdbQueueChanges *q, TupleTableSlot *new, const Columns *c, TvdbStatus status)
+{
+	bool		doc_null,
+				job_null,
+				since_null,
+				poll_null,
+				lease_null;
+	Datum		doc = slot_getattr(new, c->doc, &doc_null);
+	Datum		job = slot_getattr(new, c->job, &job_null);
+	Datum		since = slot_getattr(new, c->since, &since_null);
+	Datum		poll = slot_getattr(new, c->poll, &poll_null);
+	Datum		lease = slot_getattr(new, c->lease, &lease_null);
+
+	if (doc_null || job_null)
+		return;					/* refused by the table's constraints anyway */
+	tvdb_queue_put(q, doc, job, status,
+				   since_null ? GetCurrentTransactionStartTimestamp() : DatumGetTimestampTz(since),
+				   poll, poll_null, lease, lease_null);
+}
+
+static int
+column(TriggerData *td, const char *name)
+{
+	return tvdb_trigger_column(td, name);
+}
+
+/*
+ * AFTER INSERT ... REFERENCING NEW TABLE and AFTER UPDATE ... REFERENCING
+ * OLD TABLE NEW TABLE, FOR EACH STATEMENT.  PostgreSQL fills the two
+ * transition tables of an UPDATE side by side, the i-th old row being the
+ * i-th new row's former self.
+ */
+static Datum
+record_statement(TriggerData *td)
+{
+	bool		update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	Tuplestorestate *news = td->tg_newtable;
+	Tuplestorestate *olds = td->tg_oldtable;
+	TupleTableSlot *new,
+			   *old = NULL;
+	Columns		c;
+	Events		e = {0};
+	TvdbQueueChanges *q;
+	bool		restoring = !update && tvdb_restoring();
+	int64		rows;
+
+	if (news == NULL || (update && olds == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tvdb_record_event() needs the statement's transition tables"),
+				 errhint("Declare it REFERENCING NEW TABLE (and OLD TABLE for UPDATE).")));
+	rows = tuplestore_tuple_count(news);
+	if (rows == 0)
+		return PointerGetDatum(NULL);
+	c.job = column(td, "job_id");
+	c.doc = column(td, "document_id");
+	c.status = column(td, "status");
+	c.corr = column(td, "correlation_id");
+	c.since = column(td, "status_changed_at");
+	c.attempts = column(td, "attempts");
+	c.poll = column(td, "next_poll_at");
+	c.lease = column(td, "lease_expires_at");
+
+	q = tvdb_queue_changes((int) rows);
+	new = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	tuplestore_rescan(news);
+	if (update)
+	{
+		old = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+		tuplestore_rescan(olds);
+	}
+	while (tuplestore_gettupleslot(news, true, false, new))
+	{
+		TvdbStatus	from = TVDB_NO_STATUS;
+		TvdbStatus	to = slot_status(new, c.status);
+
+		if (update)
+		{
+			if (!tuplestore_gettupleslot(olds, true, false, old))
+				elog(ERROR, "tvdb: transition tables of unequal length");
+			from = slot_status(old, c.status);
+		}
+		if (from != to && !restoring)
+			add_events(&e, old, new, &c, from, to);
+		if (!tvdb_status_is_open(to))
+		{
+			if (from != TVDB_NO_STATUS && tvdb_status_is_open(from))
+			{
+				bool		isnull;
+
+				tvdb_queue_drop(q, slot_getattr(new, c.doc, &isnull), slot_getattr(new, c.job, &isnull));
+			}
+		}
+		else if (from != to || !same_value(old, new, c.poll) || !same_value(old, new, c.lease) ||
+				 !same_value(old, new, c.since))
+			put_queue(q, new, &c, to);
+	}
+	ExecDropSingleTupleTableSlot(new);
+	if (old)
+		ExecDropSingleTupleTableSlot(old);
+
+	tvdb_spi_connect();
+	if (e.n > 0)
+		insert_events(&e);
+	tvdb_queue_flush(q);
+	tvdb_spi_finish();
+	if (e.n > 0)
+		tvdb_wakeup_on_commit();
+	return PointerGetDatum(NULL);
+}
+
+Datum
+tvdb_record_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(td->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(td->tg_event) ||
+		TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tvdb_record_event() must be fired AFTER INSERT OR UPDATE")));
+	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		return record_statement(td);
+	return record_row(td);
 }

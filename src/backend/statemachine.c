@@ -96,6 +96,16 @@ tvdb_status_is_failure(TvdbStatus s)
 	return s >= TVDB_FAILED_PARSE && s <= TVDB_FAILED_EMBEDDING;
 }
 
+/* Open: the status has a way out (a working or a failure status). */
+bool
+tvdb_status_is_open(TvdbStatus s)
+{
+	for (int i = 0; i < (int) NUM_EDGES; i++)
+		if (edges[i].from == s)
+			return true;
+	return false;
+}
+
 TvdbStatus
 tvdb_status_lookup(const char *name)
 {
@@ -172,6 +182,28 @@ tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to)
 					   tvdb_status_name(from), allowed.data)));
 }
 
+/*
+ * The edges of from -> via[0] -> ... -> to (nvia + 1 of them) into edges;
+ * errors at the first hop the table does not allow.  Their number.
+ */
+int
+tvdb_path_edges(TvdbStatus from, TvdbStatus to, const TvdbStatus *via, int nvia,
+				const TvdbEdge **edges)
+{
+	TvdbStatus	at = from;
+
+	for (int i = 0; i <= nvia; i++)
+	{
+		TvdbStatus	next = i < nvia ? via[i] : to;
+
+		edges[i] = tvdb_edge_lookup(at, next);
+		if (edges[i] == NULL)
+			tvdb_report_invalid_transition(at, next);
+		at = next;
+	}
+	return nvia + 1;
+}
+
 /* The status held in a column of a trigger tuple; errors when NULL or unknown. */
 static TvdbStatus
 tuple_status(HeapTuple tuple, TupleDesc desc, int attnum)
@@ -238,7 +270,8 @@ detail_field(TriggerData *td, HeapTuple tuple, const char *key, Datum *value, bo
 
 /*
  * BEFORE INSERT OR UPDATE ... FOR EACH ROW.  Rejects an illegal status
- * change; on a legal one stamps status_changed_at and updated_at, counts a
+ * change (every edge of it, when the mover named statuses it passes
+ * through); on a legal one stamps status_changed_at and updated_at, counts a
  * new attempt on a retry edge, starts the new stage visit with no failed
  * tries and no retry due, on a failure keeps the mover's error as
  * last_error and its class as failure_class, on complete clears
@@ -255,7 +288,10 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 	int			status_att;
 	TvdbStatus	from = TVDB_NO_STATUS;
 	TvdbStatus	to;
-	const TvdbEdge *edge;
+	const TvdbEdge *path[TVDB_MAX_VIA + 1];
+	const TvdbStatus *via = NULL;
+	int			nvia = 0;
+	int			retries = 0;
 	int			cols[10];
 	Datum		values[10];
 	bool		nulls[10] = {false};
@@ -289,9 +325,16 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 			return PointerGetDatum(tvdb_restored_job(trigdata, newtuple, to));
 	}
 
-	edge = tvdb_edge_lookup(from, to);
-	if (edge == NULL)
-		tvdb_report_invalid_transition(from, to);
+	if (from != TVDB_NO_STATUS)
+	{
+		bool		isnull;
+		Datum		job = tvdb_trigger_value(trigdata, newtuple, "job_id", &isnull);
+
+		if (!isnull)
+			nvia = tvdb_pending_via(job, &via);
+	}
+	for (int i = 0, n = tvdb_path_edges(from, to, via, nvia, path); i < n; i++)
+		retries += path[i]->is_retry;
 
 	cols[ncols] = tvdb_trigger_column(trigdata, "status_changed_at");
 	values[ncols++] = now;
@@ -300,14 +343,14 @@ tvdb_guard_status(PG_FUNCTION_ARGS)
 		cols[ncols] = tvdb_trigger_column(trigdata, "updated_at");
 		values[ncols++] = now;
 	}
-	if (edge->is_retry)
+	if (retries > 0)
 	{
 		int			att = tvdb_trigger_column(trigdata, "attempts");
 		bool		isnull;
 		Datum		old = heap_getattr(trigdata->tg_trigtuple, att, desc, &isnull);
 
 		cols[ncols] = att;
-		values[ncols++] = Int32GetDatum(isnull ? 1 : DatumGetInt32(old) + 1);
+		values[ncols++] = Int32GetDatum(isnull ? 1 : DatumGetInt32(old) + retries);
 	}
 	if (from != TVDB_NO_STATUS)
 	{

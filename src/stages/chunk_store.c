@@ -247,10 +247,9 @@ chunk_run(List *works)
 					  "JOIN upload_pipeline.upload_jobs j ON j.job_id = v.job",
 					  5, it, iv, NULL, SPI_OK_INSERT);
 		}
-		tvdb_spi_run("SELECT tvdb._advance_all($1, $2, 'chunking', 'chunks_stored', $3, true)", 3, at, av,
-					 NULL, SPI_OK_SELECT);
-		tvdb_spi_run("SELECT tvdb._advance_all($1, $2, 'chunks_stored', 'embedding_queued')", 2, at, av,
-					 NULL, SPI_OK_SELECT);
+		/* chunks_stored waits for nothing: one row version, an event per edge */
+		tvdb_spi_run("SELECT tvdb._advance_path($1, $2, '{chunking,chunks_stored,embedding_queued}', $3)",
+					 3, at, av, NULL, SPI_OK_SELECT);
 	}
 }
 

@@ -1,0 +1,1 @@
+../../install/11_queue.sql

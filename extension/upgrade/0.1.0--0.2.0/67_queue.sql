@@ -1,0 +1,12 @@
+-- The queue of open jobs (66_queue.sql) replaces the partial indexes the
+-- claims read, and is filled with the open jobs there are; the status
+-- triggers that keep it become statement triggers (68_queue.list).
+DROP INDEX upload_pipeline.upload_jobs_claimable_idx;
+DROP INDEX upload_pipeline.upload_jobs_retry_due_idx;
+DROP TRIGGER tvdb_record_insert ON upload_pipeline.upload_jobs;
+DROP TRIGGER tvdb_record_update ON upload_pipeline.upload_jobs;
+INSERT INTO upload_pipeline.job_queue (document_id, job_id, status, due_at, status_changed_at, lease_expires_at)
+SELECT j.document_id, j.job_id, j.status,
+       greatest(j.status_changed_at, j.next_poll_at, j.lease_expires_at), j.status_changed_at, j.lease_expires_at
+FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status)
+WHERE NOT s.is_terminal;
