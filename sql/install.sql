@@ -27,6 +27,14 @@ ORDER BY 1, 2;
 SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) IS NOT NULL AS partial
 FROM pg_index WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass ORDER BY 1;
 
+-- No index of the history holds the status, a lease or a poll time (nor
+-- has them in its predicate): changing them is a HOT update when the page
+-- has room, which its fill factor leaves.
+SELECT indexrelid::regclass AS hot_blocking FROM pg_index
+WHERE indrelid = 'upload_pipeline.upload_jobs'::regclass
+  AND pg_get_indexdef(indexrelid) ~ '\m(status|lease_owner|lease_expires_at|next_poll_at|tries|attempts)\M';
+SELECT reloptions FROM pg_class WHERE oid = 'upload_pipeline.upload_jobs'::regclass;
+
 -- The queue of open jobs: claims read its due index, the worker's due time
 -- too; it is vacuumed early and not dumped (a restore refills it).
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) ~ '\(status, due_at\)' AS status_then_due

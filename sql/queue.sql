@@ -22,6 +22,16 @@ CREATE FUNCTION pg_temp.queue_mismatches() RETURNS bigint LANGUAGE sql AS $$
         IS DISTINCT FROM (q.status, q.due_at, q.status_changed_at, q.lease_expires_at)
 $$;
 
+-- The counts of finished jobs are the jobs in each terminal status.
+CREATE FUNCTION pg_temp.count_mismatches() RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM
+    (SELECT j.status, count(*) AS n FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status)
+     WHERE s.is_terminal GROUP BY j.status) a
+  FULL JOIN (SELECT f.status, sum(f.jobs) AS n FROM upload_pipeline.finished_counts f
+             GROUP BY f.status HAVING sum(f.jobs) <> 0) b USING (status)
+  WHERE a.n IS DISTINCT FROM b.n
+$$;
+
 -- A new job is queued, due at once; a lease or a poll to wait for makes it
 -- due later; a failure keeps it (it may be retried); complete and cancelled
 -- take it out, and so does deleting its document.
@@ -43,7 +53,7 @@ SELECT pg_temp.queued(:'q1') AS retried;
 SELECT tvdb.cancel(:'q2') IS NOT NULL AS cancelled, pg_temp.queued(:'q2');
 SELECT tvdb.delete_document(document_id) IS NOT NULL AS deleted FROM upload_pipeline.upload_jobs WHERE job_id = :'q3';
 SELECT pg_temp.queued(:'q3') AS after_delete;
-SELECT pg_temp.queue_mismatches() AS mismatches;
+SELECT pg_temp.queue_mismatches() AS mismatches, pg_temp.count_mismatches() AS count_mismatches;
 
 -- A move along a path: one UPDATE (one row version), an event per edge in
 -- order, the detail in the first; the status passed through was left at once.
@@ -75,7 +85,7 @@ SELECT tvdb._advance_path(ARRAY[:'p1'::uuid], 'regress', '{embedding_queued}');
 SELECT tvdb._advance_path(ARRAY[:'p1'::uuid], 'someone else', '{embedding_queued,embedding_in_progress,embeddings_stored}');
 SELECT status, (SELECT count(*) FROM upload_pipeline.events WHERE job_id = :'p1') AS events
 FROM upload_pipeline.upload_jobs WHERE job_id = :'p1';
-SELECT pg_temp.queue_mismatches() AS mismatches;
+SELECT pg_temp.queue_mismatches() AS mismatches, pg_temp.count_mismatches() AS count_mismatches;
 
 -- The statements every moving job costs, prepared from the text the C code
 -- runs, with the generic plan it forces: claims read the queue's due index
@@ -97,6 +107,7 @@ BEGIN
 END
 $$;
 SELECT count(*) AS queued_history FROM upload_pipeline.job_queue WHERE job_id IN (SELECT job_id FROM history);
+SELECT jobs >= 3000 AS complete_counted FROM tvdb.pipeline_status WHERE status = 'complete';
 ANALYZE upload_pipeline.upload_jobs, upload_pipeline.job_queue, upload_pipeline.events;
 SET plan_cache_mode = force_generic_plan;
 DO $$
@@ -123,7 +134,7 @@ FROM tvdb.statuses s,
 WHERE NOT s.is_terminal AND NOT s.is_failure;
 RESET plan_cache_mode;
 DEALLOCATE ALL;
-SELECT pg_temp.queue_mismatches() AS mismatches;
+SELECT pg_temp.queue_mismatches() AS mismatches, pg_temp.count_mismatches() AS count_mismatches;
 
 -- Leave nothing behind for the tests that follow.
 SELECT count(tvdb.delete_document(d.document_id)) AS removed
@@ -131,3 +142,4 @@ FROM upload_pipeline.documents d
 WHERE d.filename ~ '^(h[0-9]+|q[0-9]|p1)\.md$';
 SELECT count(*) AS left_queued FROM upload_pipeline.job_queue q JOIN upload_pipeline.documents d USING (document_id)
 WHERE d.filename ~ '^(h[0-9]+|q[0-9]|p1)\.md$';
+SELECT pg_temp.count_mismatches() AS count_mismatches_after_delete;

@@ -99,6 +99,7 @@ extern void tvdb_queue_put(TvdbQueueChanges *q, Datum document_id, Datum job_id,
 						   TimestampTz status_changed_at, Datum next_poll_at, bool poll_null,
 						   Datum lease_expires_at, bool lease_null);
 extern void tvdb_queue_drop(TvdbQueueChanges *q, Datum document_id, Datum job_id);
+extern void tvdb_queue_count(TvdbQueueChanges *q, TvdbStatus finished, int delta);
 extern void tvdb_queue_flush(TvdbQueueChanges *q);
 
 /* backend/hmac.c */
@@ -144,6 +145,7 @@ typedef enum TvdbHot
 	TVDB_HOT_EVENTS,
 	TVDB_HOT_QUEUE_PUT,
 	TVDB_HOT_QUEUE_DROP,
+	TVDB_HOT_COUNT,
 	TVDB_NUM_HOT
 } TvdbHot;
 typedef struct TvdbHotStatement

@@ -71,12 +71,23 @@ FROM bench_steps s WHERE s.status = 'parse_queued';
 INSERT INTO upload_pipeline.usage (ts, service, operation, job_id, http_status, latency_ms, prompt_tokens, cost_usd, model, state)
 SELECT s.ts, 'openai', 'embeddings', s.job_id, 200, 800, 1200, 0.000024, 'text-embedding-3-small', 'answered'
 FROM bench_steps s WHERE s.status = 'embeddings_stored';
+-- What the status triggers keep beside the jobs (skipped above): the queue
+-- of open jobs and the counts of finished ones.
+INSERT INTO upload_pipeline.job_queue (document_id, job_id, status, due_at, status_changed_at, lease_expires_at)
+SELECT j.document_id, j.job_id, j.status, greatest(j.status_changed_at, j.next_poll_at, j.lease_expires_at),
+       j.status_changed_at, j.lease_expires_at
+FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status) WHERE NOT s.is_terminal
+ON CONFLICT DO NOTHING;
+INSERT INTO upload_pipeline.finished_counts (status, slot, jobs)
+SELECT j.status, 0, count(*) FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status)
+WHERE s.is_terminal GROUP BY j.status
+ON CONFLICT (status, slot) DO UPDATE SET jobs = finished_counts.jobs + EXCLUDED.jobs;
 RESET session_replication_role;
 -- Real events and ledger rows arrive in time order, so a window of time is a
 -- run of neighbouring pages; these were written job by job.
 CLUSTER upload_pipeline.events USING events_ts_idx;
 CLUSTER upload_pipeline.usage USING usage_ts_idx;
 VACUUM ANALYZE upload_pipeline.blobs, upload_pipeline.documents, upload_pipeline.upload_jobs,
-               upload_pipeline.events, upload_pipeline.usage;
+               upload_pipeline.events, upload_pipeline.usage, upload_pipeline.job_queue;
 SELECT (SELECT count(*) FROM upload_pipeline.upload_jobs) AS jobs, (SELECT count(*) FROM upload_pipeline.events) AS events,
        (SELECT count(*) FROM upload_pipeline.usage) AS usage_rows;

@@ -42,12 +42,18 @@ CREATE TRIGGER tvdb_guard_update BEFORE UPDATE ON upload_pipeline.upload_jobs
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION tvdb.guard_status();
 -- Once per statement, over all the rows it changed: a batch's events are
--- one INSERT, its queue rows one upsert.
+-- one INSERT, its queue rows one upsert (11_queue.sql).
 CREATE TRIGGER tvdb_record_insert AFTER INSERT ON upload_pipeline.upload_jobs
     REFERENCING NEW TABLE AS new_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
 CREATE TRIGGER tvdb_record_update AFTER UPDATE ON upload_pipeline.upload_jobs
     REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
+-- A deleted finished job leaves the counts of finished jobs (11_queue.sql).
+CREATE TRIGGER tvdb_record_delete AFTER DELETE ON upload_pipeline.upload_jobs
+    REFERENCING OLD TABLE AS old_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
+CREATE TRIGGER tvdb_record_truncate AFTER TRUNCATE ON upload_pipeline.upload_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION tvdb.record_event();
 
 -- The status lists SQL needs come from the C table, never by hand.

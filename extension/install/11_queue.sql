@@ -27,3 +27,19 @@ COMMENT ON COLUMN upload_pipeline.job_queue.due_at IS
 -- Claims take a status's due jobs in due order; the due time of a status is
 -- its first entry.
 CREATE INDEX job_queue_due_idx ON upload_pipeline.job_queue (status, due_at);
+
+-- How many jobs finished in each terminal status (complete, cancelled),
+-- kept by the same triggers, a row per status and per slot (a backend
+-- writes its own slot, so workers finishing jobs at once do not queue on
+-- one row): monitoring counts the history from here, and no index of
+-- upload_jobs needs the status, so a status change rewrites no index entry
+-- (a HOT update) when its page has room, which the fill factor leaves.
+CREATE TABLE upload_pipeline.finished_counts (
+    status text NOT NULL,
+    slot   integer NOT NULL,
+    jobs   bigint NOT NULL,
+    PRIMARY KEY (status, slot)
+);
+COMMENT ON TABLE upload_pipeline.finished_counts IS
+    'jobs in each terminal status: the sum over slots; kept by the status triggers';
+ALTER TABLE upload_pipeline.upload_jobs SET (fillfactor = 75);

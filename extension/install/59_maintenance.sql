@@ -98,7 +98,10 @@ CREATE VIEW tvdb.dead_letters AS
             FROM upload_pipeline.events e
             WHERE e.job_id = j.job_id AND e.payload ? 'error') AS errors
     FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
-    WHERE j.status IN ('failed_parse', 'failed_chunking', 'failed_embedding')
+    -- failed jobs are open: found in the queue, not by reading the history
+    WHERE j.job_id = ANY (ARRAY(SELECT q.job_id FROM upload_pipeline.job_queue q
+                                WHERE q.status IN ('failed_parse', 'failed_chunking', 'failed_embedding')))
+      AND j.status IN ('failed_parse', 'failed_chunking', 'failed_embedding')
       AND (j.failure_class IS DISTINCT FROM 'retries_exhausted'
            OR j.attempts > current_setting('tvdb.max_job_retries')::integer);
 COMMENT ON VIEW tvdb.dead_letters IS

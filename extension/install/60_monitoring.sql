@@ -9,9 +9,8 @@
 -- Jobs by status.  Jobs still open (in a working or a failure status) are
 -- counted from the queue of open jobs (11_queue.sql), which holds nothing
 -- else: counts, oldest and leases cost what the backlog is, whatever the
--- history.  The finished (terminal) statuses are only counted, from a
--- plain index on status, which B-tree deduplication keeps small (7 MB for a
--- million jobs): their count is the one cost that grows with history.
+-- history.  The finished (terminal) statuses are counted as they finish,
+-- in upload_pipeline.finished_counts: no view reads the history.
 -- complete and the failure statuses, as a SQL list: the statuses that
 -- finish a job's run (tvdb.throughput counts them).
 CREATE FUNCTION tvdb._finished_list() RETURNS text
@@ -25,34 +24,22 @@ COMMENT ON FUNCTION tvdb._finished_list() IS
     'internal: complete and the failure statuses as a SQL list, from the C table';
 REVOKE ALL ON FUNCTION tvdb._finished_list() FROM PUBLIC;
 
--- The terminal statuses are spelled out when the function is made (a status
--- passed as a parameter cannot be planned on the index): a release that adds
--- a status recreates it.
-DO $$
-DECLARE
-    terminal_list text := (SELECT string_agg(quote_literal(s.status), ', ' ORDER BY s.ordinal)
-                           FROM tvdb.statuses s WHERE s.is_terminal);
-BEGIN
-    EXECUTE format($f$
-        CREATE FUNCTION tvdb._pipeline_status(OUT status text, OUT ordinal integer, OUT is_terminal boolean,
-                                              OUT is_failure boolean, OUT jobs bigint, OUT oldest timestamptz,
-                                              OUT leased bigint)
-            RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
-            SET search_path = pg_catalog, pg_temp
-        AS $b$
-            SELECT s.status, s.ordinal, s.is_terminal, s.is_failure, coalesce(o.jobs, t.jobs, 0), o.oldest,
-                   CASE WHEN NOT s.is_terminal THEN coalesce(o.leased, 0) END
-            FROM tvdb.statuses s
-            LEFT JOIN (SELECT q.status, count(*) AS jobs, min(q.status_changed_at) AS oldest,
-                              count(*) FILTER (WHERE q.lease_expires_at > now()) AS leased
-                       FROM upload_pipeline.job_queue q GROUP BY q.status) o USING (status)
-            LEFT JOIN (SELECT j.status, count(*) AS jobs
-                       FROM upload_pipeline.upload_jobs j WHERE j.status IN (%s) GROUP BY j.status) t USING (status)
-            ORDER BY s.ordinal
-        $b$ $f$, terminal_list);
-END
+CREATE FUNCTION tvdb._pipeline_status(OUT status text, OUT ordinal integer, OUT is_terminal boolean,
+                                      OUT is_failure boolean, OUT jobs bigint, OUT oldest timestamptz,
+                                      OUT leased bigint)
+    RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.status, s.ordinal, s.is_terminal, s.is_failure, coalesce(o.jobs, t.jobs, 0), o.oldest,
+           CASE WHEN NOT s.is_terminal THEN coalesce(o.leased, 0) END
+    FROM tvdb.statuses s
+    LEFT JOIN (SELECT q.status, count(*) AS jobs, min(q.status_changed_at) AS oldest,
+                      count(*) FILTER (WHERE q.lease_expires_at > now()) AS leased
+               FROM upload_pipeline.job_queue q GROUP BY q.status) o USING (status)
+    LEFT JOIN (SELECT f.status, sum(f.jobs)::bigint AS jobs
+               FROM upload_pipeline.finished_counts f GROUP BY f.status) t USING (status)
+    ORDER BY s.ordinal
 $$;
-CREATE INDEX upload_jobs_status_idx ON upload_pipeline.upload_jobs (status);
 -- The recent events: stage latency reads a window of time; throughput only
 -- the few events that finish a job (complete or a failure status).
 CREATE INDEX events_ts_idx ON upload_pipeline.events (ts);

@@ -352,11 +352,30 @@ column(TriggerData *td, const char *name)
 	return tvdb_trigger_column(td, name);
 }
 
+/* Deleted jobs: a finished one is counted out (an open one's queue row goes by cascade). */
+static void
+record_deletes(TriggerData *td, Tuplestorestate *olds, TvdbQueueChanges *q)
+{
+	TupleTableSlot *old = MakeSingleTupleTableSlot(RelationGetDescr(td->tg_relation), &TTSOpsMinimalTuple);
+	int			status_att = tvdb_trigger_column(td, "status");
+
+	tuplestore_rescan(olds);
+	while (tuplestore_gettupleslot(olds, true, false, old))
+	{
+		TvdbStatus	s = slot_status(old, status_att);
+
+		if (!tvdb_status_is_open(s))
+			tvdb_queue_count(q, s, -1);
+	}
+	ExecDropSingleTupleTableSlot(old);
+}
+
 /*
- * AFTER INSERT ... REFERENCING NEW TABLE and AFTER UPDATE ... REFERENCING
- * OLD TABLE NEW TABLE, FOR EACH STATEMENT.  PostgreSQL fills the two
- * transition tables of an UPDATE side by side, the i-th old row being the
- * i-th new row's former self.
+ * AFTER INSERT ... REFERENCING NEW TABLE, AFTER UPDATE ... REFERENCING OLD
+ * TABLE NEW TABLE, AFTER DELETE ... REFERENCING OLD TABLE and AFTER
+ * TRUNCATE, FOR EACH STATEMENT.  PostgreSQL fills the two transition tables
+ * of an UPDATE side by side, the i-th old row being the i-th new row's
+ * former self.
  */
 static Datum
 record_statement(TriggerData *td)
@@ -370,16 +389,33 @@ record_statement(TriggerData *td)
 	Columns		c;
 	Events		e = {0};
 	TvdbQueueChanges *q;
-	bool		restoring = !update && tvdb_restoring();
-	int64		rows;
+	bool		restoring = TRIGGER_FIRED_BY_INSERT(td->tg_event) && tvdb_restoring();
 
-	if (news == NULL || (update && olds == NULL))
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		/* the queue went with the jobs (TRUNCATE ... CASCADE), so go the counts */
+		tvdb_spi_connect();
+		tvdb_spi_run("DELETE FROM upload_pipeline.finished_counts", 0, NULL, NULL, NULL, SPI_OK_DELETE);
+		tvdb_spi_finish();
+		return PointerGetDatum(NULL);
+	}
+	if ((TRIGGER_FIRED_BY_DELETE(td->tg_event) ? olds : news) == NULL || (update && olds == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("tvdb_record_event() needs the statement's transition tables"),
-				 errhint("Declare it REFERENCING NEW TABLE (and OLD TABLE for UPDATE).")));
-	rows = tuplestore_tuple_count(news);
-	if (rows == 0)
+				 errhint("Declare it REFERENCING NEW TABLE (OLD TABLE for DELETE, both for UPDATE).")));
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		if (tuplestore_tuple_count(olds) == 0)
+			return PointerGetDatum(NULL);
+		q = tvdb_queue_changes(0);
+		record_deletes(td, olds, q);
+		tvdb_spi_connect();
+		tvdb_queue_flush(q);
+		tvdb_spi_finish();
+		return PointerGetDatum(NULL);
+	}
+	if (tuplestore_tuple_count(news) == 0)
 		return PointerGetDatum(NULL);
 	c.job = column(td, "job_id");
 	c.doc = column(td, "document_id");
@@ -390,7 +426,7 @@ record_statement(TriggerData *td)
 	c.poll = column(td, "next_poll_at");
 	c.lease = column(td, "lease_expires_at");
 
-	q = tvdb_queue_changes((int) rows);
+	q = tvdb_queue_changes((int) tuplestore_tuple_count(news));
 	new = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	tuplestore_rescan(news);
 	if (update)
@@ -409,10 +445,23 @@ record_statement(TriggerData *td)
 				elog(ERROR, "tvdb: transition tables of unequal length");
 			from = slot_status(old, c.status);
 		}
-		if (from != to && !restoring)
-			add_events(&e, old, new, &c, from, to);
-		if (!tvdb_status_is_open(to))
+		if (from == to)
 		{
+			if (tvdb_status_is_open(to) &&
+				(!same_value(old, new, c.poll) || !same_value(old, new, c.lease) ||
+				 !same_value(old, new, c.since)))
+				put_queue(q, new, &c, to);
+			continue;
+		}
+		if (!restoring)
+			add_events(&e, old, new, &c, from, to);
+		if (from != TVDB_NO_STATUS && !tvdb_status_is_open(from))
+			tvdb_queue_count(q, from, -1);
+		if (tvdb_status_is_open(to))
+			put_queue(q, new, &c, to);
+		else
+		{
+			tvdb_queue_count(q, to, 1);
 			if (from != TVDB_NO_STATUS && tvdb_status_is_open(from))
 			{
 				bool		isnull;
@@ -420,9 +469,6 @@ record_statement(TriggerData *td)
 				tvdb_queue_drop(q, slot_getattr(new, c.doc, &isnull), slot_getattr(new, c.job, &isnull));
 			}
 		}
-		else if (from != to || !same_value(old, new, c.poll) || !same_value(old, new, c.lease) ||
-				 !same_value(old, new, c.since))
-			put_queue(q, new, &c, to);
 	}
 	ExecDropSingleTupleTableSlot(new);
 	if (old)
@@ -443,14 +489,15 @@ tvdb_record_event(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(td->tg_event) ||
-		TRIGGER_FIRED_BY_DELETE(td->tg_event) ||
-		TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("tvdb_record_event() must be fired AFTER INSERT OR UPDATE")));
+				 errmsg("tvdb_record_event() must be fired AFTER a change")));
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
 		return record_statement(td);
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tvdb_record_event() must be fired AFTER INSERT OR UPDATE FOR EACH ROW, or FOR EACH STATEMENT")));
 	return record_row(td);
 }

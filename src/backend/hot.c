@@ -92,6 +92,12 @@ const TvdbHotStatement tvdb_hot[TVDB_NUM_HOT] = {
 		"DELETE FROM upload_pipeline.job_queue q USING unnest($1, $2) AS v(doc, job) "
 		"WHERE q.document_id = v.doc AND q.job_id = v.job",
 	2, {UUIDARRAYOID, UUIDARRAYOID}},
+	/* the jobs that finished (or were deleted finished), per terminal status, into this backend's slot */
+	[TVDB_HOT_COUNT] = {"count",
+		"INSERT INTO upload_pipeline.finished_counts AS f (status, slot, jobs) "
+		"SELECT v.status, $3, v.jobs FROM unnest($1, $2) AS v(status, jobs) "
+		"ON CONFLICT (status, slot) DO UPDATE SET jobs = f.jobs + EXCLUDED.jobs",
+	3, {TEXTARRAYOID, INT8ARRAYOID, INT4OID}},
 };
 
 bool

@@ -6,9 +6,10 @@
  * this small table instead of the history, so their cost follows the
  * backlog, not the number of jobs ever processed.
  *
- * A statement's changes are written with at most two statements: one upsert
- * for the jobs still open (which also mends a row that went missing), one
- * delete for the jobs that finished.
+ * A statement's changes are written with at most three statements: one
+ * upsert for the jobs still open (which also mends a row that went
+ * missing), one delete for the jobs that finished, and one upsert of how
+ * many finished in each terminal status (upload_pipeline.finished_counts).
  */
 #include "tvdb.h"
 
@@ -16,7 +17,10 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "miscadmin.h"
 #include "utils/uuid.h"
+
+#define COUNT_SLOTS 16			/* rows per terminal status in finished_counts */
 
 struct TvdbQueueChanges
 {
@@ -32,6 +36,7 @@ struct TvdbQueueChanges
 	int			ndrop;			/* finished jobs: deleted */
 	Datum	   *drop_doc,
 			   *drop_job;
+	int64		finished[TVDB_NUM_STATUSES];	/* per terminal status */
 };
 
 TvdbQueueChanges *
@@ -51,6 +56,14 @@ tvdb_queue_changes(int cap)
 	q->drop_doc = palloc(sizeof(Datum) * cap);
 	q->drop_job = palloc(sizeof(Datum) * cap);
 	return q;
+}
+
+/* delta jobs more (or fewer) in a terminal status. */
+void
+tvdb_queue_count(TvdbQueueChanges *q, TvdbStatus finished, int delta)
+{
+	Assert(!tvdb_status_is_open(finished));
+	q->finished[finished] += delta;
 }
 
 static Datum
@@ -124,5 +137,26 @@ tvdb_queue_flush(TvdbQueueChanges *q)
 		args[0] = tvdb_array(q->drop_doc, NULL, q->ndrop, UUIDOID);
 		args[1] = tvdb_array(q->drop_job, NULL, q->ndrop, UUIDOID);
 		tvdb_spi_run(st->sql, st->nargs, st->types, args, NULL, SPI_OK_DELETE);
+	}
+	{
+		const TvdbHotStatement *st = &tvdb_hot[TVDB_HOT_COUNT];
+		Datum		statuses[TVDB_NUM_STATUSES];
+		Datum		counts[TVDB_NUM_STATUSES];
+		Datum		args[3];
+		int			n = 0;
+
+		for (int s = 0; s < TVDB_NUM_STATUSES; s++)
+		{
+			if (q->finished[s] == 0)
+				continue;
+			statuses[n] = CStringGetTextDatum(tvdb_status_name((TvdbStatus) s));
+			counts[n++] = Int64GetDatum(q->finished[s]);
+		}
+		if (n == 0)
+			return;
+		args[0] = tvdb_array(statuses, NULL, n, TEXTOID);
+		args[1] = tvdb_array(counts, NULL, n, INT8OID);
+		args[2] = Int32GetDatum(MyProcPid % COUNT_SLOTS);
+		tvdb_spi_run(st->sql, st->nargs, st->types, args, NULL, SPI_OK_INSERT);
 	}
 }
