@@ -164,11 +164,12 @@ for c in "${CLIENT_COUNTS[@]}"; do
 done
 echo "   target: tvdb/bare >= 1.0 (tvdb's unit at least as fast as the bare queue's)"
 
-# Informational: is each claim statement planned on every call?  The text of
-# tvdb's claim is read from the installed library (strings), so it is the one
-# that ran; skipped if not found.
+# Informational: is each claim statement planned on every call, and what
+# would a plan made once cost?  The text of tvdb's claim is read from the
+# installed library (strings), so it is the one that ran; skipped if not found.
 echo
-echo "== planning (informational): each statement run 10 times, then EXPLAIN ANALYZE x 5, rolled back"
+echo "== planning (informational): each statement PREPAREd, run 10 times, then EXPLAIN ANALYZE x 5, rolled back;"
+echo "   tvdb's claim under plan_cache_mode auto and forced generic (which one tvdb gets depends on how its C code prepares it)"
 take_sql=$(strings "$($PG_CONFIG --pkglibdir)/tvdb.so" 2>/dev/null \
            | grep -F 'SKIP LOCKED' | grep -F 'UPDATE upload_pipeline.upload_jobs' | grep -F 'SET status = $2' | head -1 || true)
 if [ -n "$take_sql" ]; then
