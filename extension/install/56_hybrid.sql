@@ -48,7 +48,8 @@ BEGIN
                   HINT = 'Wait until the job is complete or failed, or cancel it with tvdb.cancel().';
     END IF;
     IF from_stage <> 'parse' THEN
-        SELECT b.content INTO md FROM upload_pipeline.blobs b WHERE b.path = last.parsed_path;
+        SELECT b.content INTO md FROM upload_pipeline.blobs b
+        WHERE b.document_id = last.document_id AND b.path = last.parsed_path;
         IF md IS NULL THEN
             RAISE EXCEPTION 'the document has no parse to reprocess from'
                 USING ERRCODE = 'object_not_in_prerequisite_state',

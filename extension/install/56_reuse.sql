@@ -37,7 +37,7 @@ BEGIN
     WHERE s.document_id = ANY(others)
       AND x.service = 'llamaparse' AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL
       AND coalesce(x.http_status, 200) = 200 AND x.model = mode
-      AND EXISTS (SELECT 1 FROM upload_pipeline.blobs b WHERE b.path = s.parsed_path)
+      AND EXISTS (SELECT 1 FROM upload_pipeline.blobs b WHERE b.document_id = s.document_id AND b.path = s.parsed_path)
     ORDER BY x.ts DESC
     LIMIT 1;
     RETURN source;
@@ -55,7 +55,7 @@ DECLARE
 BEGIN
     SELECT convert_from(b.content, 'UTF8') AS md, x.pages, x.cost_usd, x.model INTO src
     FROM upload_pipeline.upload_jobs s
-    JOIN upload_pipeline.blobs b ON b.path = s.parsed_path
+    JOIN upload_pipeline.blobs b ON b.document_id = s.document_id AND b.path = s.parsed_path
     JOIN upload_pipeline.usage x ON x.job_id = s.job_id AND x.service = 'llamaparse'
          AND x.operation IN ('result', 'webhook_push') AND x.error IS NULL
     WHERE s.job_id = source

@@ -180,7 +180,7 @@ BEGIN
     DELETE FROM upload_pipeline.upload_jobs u WHERE u.document_id = document;
     DELETE FROM upload_pipeline.documents d WHERE d.document_id = document;
     DELETE FROM upload_pipeline.blobs b
-    WHERE b.path = ANY(paths)
+    WHERE b.document_id = document AND b.path = ANY(paths)
       AND NOT EXISTS (SELECT 1 FROM upload_pipeline.documents d WHERE d.storage_path = b.path)
       AND NOT EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs u WHERE u.parsed_path = b.path);
     GET DIAGNOSTICS blobs = ROW_COUNT;

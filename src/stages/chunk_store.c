@@ -175,7 +175,7 @@ chunk_run(List *works)
 	}
 	v2[0] = tvdb_uuid_array(ids, list_length(works));
 	n = tvdb_spi_run("SELECT j.job_id, b.content FROM upload_pipeline.upload_jobs j "
-					 "JOIN upload_pipeline.blobs b ON b.path = j.parsed_path "
+					 "JOIN upload_pipeline.blobs b ON b.document_id = j.document_id AND b.path = j.parsed_path "
 					 "WHERE j.job_id = ANY($1) AND j.lease_owner = $2 AND j.status = 'chunking'",
 					 2, t2, v2, NULL, SPI_OK_SELECT);
 	if (n == 0)

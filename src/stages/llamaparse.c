@@ -288,7 +288,7 @@ upload_claim(const char *owner, int n, MemoryContext cxt)
 						"FROM tvdb._claim('uploaded', $1, $2, $3) AS c(id) "
 						"JOIN upload_pipeline.upload_jobs j ON j.job_id = c.id "
 						"JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
-						"JOIN upload_pipeline.blobs b ON b.path = d.storage_path",
+						"JOIN upload_pipeline.blobs b ON b.document_id = d.document_id AND b.path = d.storage_path",
 						3, types, values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < rows; i++)
 	{

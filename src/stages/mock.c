@@ -224,7 +224,7 @@ tvdb_parse_builtin(const char *job, const char *owner, const char *service)
 
 	if (tvdb_spi_run("SELECT b.content, d.filename, d.mime_type FROM upload_pipeline.upload_jobs j "
 					 "JOIN upload_pipeline.documents d ON d.document_id = j.document_id "
-					 "JOIN upload_pipeline.blobs b ON b.path = d.storage_path "
+					 "JOIN upload_pipeline.blobs b ON b.document_id = d.document_id AND b.path = d.storage_path "
 					 "WHERE j.job_id = $1 AND j.lease_owner = $2 AND j.status = 'uploaded'",
 					 2, types, values, NULL, SPI_OK_SELECT) != 1)
 		return;					/* no longer ours */
