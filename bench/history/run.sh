@@ -223,7 +223,7 @@ qt "$DB_B" "SELECT c.relname AS table, c.reltuples::bigint AS rows_estimated,
             ORDER BY pg_total_relation_size(c.oid) DESC" | sed 's/^/  /'
 H_JOBS=$(q "$DB_B" "SELECT count(*) FROM upload_pipeline.upload_jobs")
 H_EVENTS=$(q "$DB_B" "SELECT count(*) FROM upload_pipeline.events")
-H_OPEN=$(q "$DB_B" "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE status IN ($WORKING)")
+H_OPEN=$(q "$DB_B" "SELECT count(*) FROM upload_pipeline.job_queue WHERE status IN ($WORKING)")
 echo "  jobs $H_JOBS (in a working status: $H_OPEN), events $H_EVENTS; database $DB_B" \
      "$(q "$DB_B" "SELECT pg_size_pretty(pg_database_size('$DB_B'))"), $DB_A $(q "$DB_A" "SELECT pg_size_pretty(pg_database_size('$DB_A'))")"
 
@@ -250,7 +250,8 @@ upload() {
         -c "COMMIT" -c "SELECT extract(epoch FROM clock_timestamp())" | sed -n '1p; 3p' | paste -sd ' '
 }
 # Jobs in a working status: the claimable index answers, however large the history.
-in_flight() { q "$1" "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE status IN ($WORKING)"; }
+# the open jobs, from the queue of open jobs (reading the history would cost what it measures)
+in_flight() { q "$1" "SELECT count(*) FROM upload_pipeline.job_queue WHERE status IN ($WORKING)"; }
 wait_settled() {  # wait_settled <db>; 1 when nothing moved for STALL_S seconds
     local left last="" since
     since=$(date +%s)

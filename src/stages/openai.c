@@ -245,8 +245,11 @@ finish_empty(const char *owner)
 	static const Oid types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(owner)};
 
+	/* the jobs in progress are found in the queue of open jobs, not the history */
 	tvdb_spi_run("SELECT tvdb._finish_embeddings(ARRAY(SELECT j.job_id FROM upload_pipeline.upload_jobs j "
-				 "WHERE j.lease_owner = $1 AND j.status = 'embedding_in_progress'), $1)",
+				 "WHERE j.job_id = ANY (ARRAY(SELECT q.job_id FROM upload_pipeline.job_queue q "
+				 "                            WHERE q.status = 'embedding_in_progress'))"
+				 " AND j.lease_owner = $1 AND j.status = 'embedding_in_progress'), $1)",
 				 1, types, values, NULL, SPI_OK_SELECT);
 }
 
