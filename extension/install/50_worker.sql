@@ -65,8 +65,10 @@ COMMENT ON VIEW tvdb.usage_summary IS
 -- n of them however long the history.  In C (src/backend/advance.c), under
 -- the calling statement's snapshot: joined with other tables, it returns
 -- every job it leases.
+-- ROWS: a claim returns a batch, not the default thousand, so that the
+-- jobs, documents and blobs joined to it are read by key.
 CREATE FUNCTION tvdb._claim(status text, owner text, n integer, lease_seconds integer)
-    RETURNS SETOF uuid AS 'MODULE_PATHNAME', 'tvdb_claim' LANGUAGE C VOLATILE;
+    RETURNS SETOF uuid AS 'MODULE_PATHNAME', 'tvdb_claim' LANGUAGE C VOLATILE ROWS 16;
 
 -- The statements run for every job that moves (src/backend/hot.c), each
 -- prepared once with its generic plan forced: listed so that a test can

@@ -281,6 +281,21 @@ BEGIN
 END
 $$;
 
+-- Polls answered "finished", many at once: what _parse_polled does with
+-- SUCCESS, for all of them in one statement; their results are fetched next.
+CREATE FUNCTION tvdb._parse_done_all(jobs uuid[], latencies double precision[])
+    RETURNS integer LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms)
+    SELECT 'llamaparse', 'job_status', v.job, 200, v.latency FROM unnest(jobs, latencies) AS v(job, latency);
+    RETURN cardinality(jobs);
+END
+$$;
+REVOKE ALL ON FUNCTION tvdb._parse_done_all(uuid[], double precision[]) FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._parse_done_all(uuid[], double precision[]) IS
+    'internal (worker): polls that found their parses finished, recorded together';
+
 -- GET /api/v1/parsing/job/{id}/result/markdown answered.
 CREATE FUNCTION tvdb._parse_fetched(job uuid, owner text, http_status integer, body text,
                                     latency_ms double precision, failure text,

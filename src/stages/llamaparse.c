@@ -33,6 +33,13 @@ is_running(const char *state)
 	return false;
 }
 
+/* A finished parse whose result is there to fetch (v2's COMPLETED is v1's SUCCESS). */
+static bool
+is_done(const char *state)
+{
+	return pg_strcasecmp(state, tvdb_llamaparse_api == TVDB_LLAMAPARSE_V2 ? "COMPLETED" : "SUCCESS") == 0;
+}
+
 /* tvdb._llamaparse_running(status text) RETURNS boolean: the same rule, for SQL. */
 Datum
 tvdb_llamaparse_running(PG_FUNCTION_ARGS)
@@ -455,26 +462,54 @@ poll_claim(const char *owner, int n, MemoryContext cxt)
 	return works;
 }
 
-/* A parse still running waits for poll_record_all. */
+/* A parse still running, or finished, waits for poll_record_all. */
 static bool
 poll_deferrable(TvdbWork *w)
 {
 	char	   *state = answer_field(w, V2 ? "job.status" : "status");
 
-	return state != NULL && is_running(state);
+	return state != NULL && (is_running(state) || is_done(state));
 }
 
+/*
+ * The commonest answers, many at once: parses still running are polled
+ * again later; finished ones are in the ledger and ask for their results
+ * (fetched after the commit).
+ */
 static void
 poll_record_all(List *works)
 {
 	static const Oid types[5] = {TEXTOID, UUIDARRAYOID, FLOAT8ARRAYOID, INT4OID, INT4OID};
 	Datum		values[5];
+	List	   *running = NIL;
+	List	   *done = NIL;
+	ListCell   *lc;
 
-	batch_args(works, &values[0], &values[1], &values[2]);
-	values[3] = Int32GetDatum(tvdb_poll_min_ms);
-	values[4] = Int32GetDatum(tvdb_poll_max_effective());
-	tvdb_spi_run("SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", 5, types, values, NULL,
-				 SPI_OK_SELECT);
+	foreach(lc, works)
+	{
+		TvdbWork   *w = lfirst(lc);
+		char	   *state = answer_field(w, V2 ? "job.status" : "status");
+
+		if (state != NULL && is_done(state))
+			done = lappend(done, w);
+		else
+			running = lappend(running, w);
+	}
+	if (running != NIL)
+	{
+		batch_args(running, &values[0], &values[1], &values[2]);
+		values[3] = Int32GetDatum(tvdb_poll_min_ms);
+		values[4] = Int32GetDatum(tvdb_poll_max_effective());
+		tvdb_spi_run("SELECT tvdb._parse_polled_all($1, $2, $3, $4, $5)", 5, types, values, NULL,
+					 SPI_OK_SELECT);
+	}
+	if (done != NIL)
+	{
+		batch_args(done, &values[0], &values[1], &values[2]);
+		tvdb_spi_run("SELECT tvdb._parse_done_all($2, $3)", 3, types, values, NULL, SPI_OK_SELECT);
+		foreach(lc, done)
+			((TvdbWork *) lfirst(lc))->follow = true;
+	}
 }
 
 /* Anything else; a finished parse asks for the result (started after the commit). */
