@@ -3,7 +3,7 @@
 -- DEFINER function, whose queries are shown here as they run inside it.
 \set ON_ERROR_STOP 1
 \pset pager off
-VACUUM ANALYZE upload_pipeline.upload_jobs, upload_pipeline.events, upload_pipeline.usage;
+VACUUM ANALYZE upload_pipeline.upload_jobs, upload_pipeline.events, upload_pipeline.usage, upload_pipeline.job_queue;
 SELECT (SELECT count(*) FROM upload_pipeline.upload_jobs) AS jobs,
        (SELECT count(*) FROM upload_pipeline.events) AS events,
        (SELECT count(*) FROM upload_pipeline.events WHERE ts > now() - interval '1 hour') AS events_last_hour,
@@ -28,12 +28,10 @@ SELECT format($q$EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
 :q;
 \echo == tvdb.health (its backlog query)
 SELECT format($q$EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-    SELECT count(*), min(j.status_changed_at),
-           count(*) FILTER (WHERE coalesce(j.lease_expires_at, '-infinity') < now() - interval '1 minute'
-                              AND coalesce(j.next_poll_at, '-infinity') < now() - interval '1 minute'
-                              AND j.status_changed_at < now() - interval '1 minute'),
-           count(*) FILTER (WHERE j.status_changed_at < now() - interval '1 hour')
-    FROM upload_pipeline.upload_jobs j WHERE j.status IN (%s)$q$, tvdb._status_list(true, false)) AS q \gset
+    SELECT count(*), min(q.status_changed_at),
+           count(*) FILTER (WHERE q.due_at < now() - interval '1 minute'),
+           count(*) FILTER (WHERE q.status_changed_at < now() - interval '1 hour')
+    FROM upload_pipeline.job_queue q WHERE q.status IN (%s)$q$, tvdb._status_list(true, false)) AS q \gset
 :q;
 \echo == timings: each view five times (the median is the one to quote)
 \timing on
