@@ -61,35 +61,48 @@ SELECT pg_catalog.pg_extension_config_dump('upload_pipeline.parse_prices', 'WHER
 
 -- The LlamaParse mode in force: v2's tier, else v1's parse_mode (fast_mode
 -- is the fast one), else "default".
-CREATE FUNCTION tvdb._parse_mode() RETURNS text LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
+-- This and the two cost functions below are PL/pgSQL, with no SET clause:
+-- the worker calls them for every request, and a SQL function (or one with
+-- a SET clause) is planned again at each call where PL/pgSQL keeps its plan.
+CREATE FUNCTION tvdb._parse_mode() RETURNS text LANGUAGE plpgsql STABLE
 AS $$
-    SELECT CASE WHEN current_setting('tvdb.llamaparse_api') = 'v2' THEN coalesce(o ->> 'tier', 'default')
+DECLARE
+    o jsonb := coalesce(nullif(current_setting('tvdb.llamaparse_options'), ''), '{}')::jsonb;
+BEGIN
+    RETURN CASE WHEN current_setting('tvdb.llamaparse_api') = 'v2' THEN coalesce(o ->> 'tier', 'default')
                 WHEN o ->> 'parse_mode' IS NOT NULL THEN o ->> 'parse_mode'
                 WHEN o ->> 'fast_mode' = 'true' THEN 'fast'
-                ELSE 'default' END
-    FROM (SELECT coalesce(nullif(current_setting('tvdb.llamaparse_options'), ''), '{}')::jsonb AS o) s
+                ELSE 'default' END;
+END
 $$;
 
 -- What a LlamaParse result cost: nothing for a cache hit; the credits it
 -- reported; else its pages at the mode's credits per page.
 CREATE FUNCTION tvdb._llamaparse_cost(pages integer, cache_hit boolean, credits numeric, mode text)
-    RETURNS numeric LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
+    RETURNS numeric LANGUAGE plpgsql STABLE
 AS $$
-    SELECT CASE WHEN cache_hit THEN 0
-                ELSE round(coalesce(credits, pages * (SELECT p.credits_per_page FROM upload_pipeline.parse_prices p
-                                                      WHERE p.mode = _llamaparse_cost.mode), 0)
-                           * current_setting('tvdb.llamaparse_usd_per_1000_credits')::numeric / 1000, 10) END
+BEGIN
+    IF cache_hit THEN
+        RETURN 0;
+    END IF;
+    RETURN round(coalesce(credits, pages * (SELECT p.credits_per_page FROM upload_pipeline.parse_prices p
+                                            WHERE p.mode = _llamaparse_cost.mode), 0)
+                 * current_setting('tvdb.llamaparse_usd_per_1000_credits')::numeric / 1000, 10);
+END
 $$;
 
 -- What an embeddings request cost; NULL for a model with no price.  Costs
 -- are kept to 1e-10 USD (one token of the cheapest model is 2e-8).
-CREATE FUNCTION tvdb._openai_cost(prompt_tokens integer, model text) RETURNS numeric LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION tvdb._openai_cost(prompt_tokens integer, model text) RETURNS numeric
+    LANGUAGE plpgsql STABLE
 AS $$
-    SELECT round(coalesce(prompt_tokens, 0) * p.usd_per_million_tokens / 1e6, 10)
-    FROM upload_pipeline.embedding_prices p WHERE p.model = _openai_cost.model
+DECLARE
+    price numeric;
+BEGIN
+    SELECT p.usd_per_million_tokens INTO price FROM upload_pipeline.embedding_prices p
+    WHERE p.model = _openai_cost.model;
+    RETURN round(coalesce(prompt_tokens, 0) * price / 1e6, 10);  -- NULL: no price
+END
 $$;
 
 -- Every ledger row names what it used: its model, mode or parser.

@@ -112,6 +112,8 @@ a_before=$(idle_a)
 upload "$B" b1w 5
 wait_settled "$B" b1w 60; ok $? "five more documents in \"$B\" complete"
 is "$(idle_a)" "$a_before" "$A's idle workers were not woken by \"$B\"'s commits"
+[ "$(idle_a)" = "$a_before" ] || echo "# $A's open jobs then: $(qd "$A" "select coalesce(string_agg(status || ' due ' || due_at, ', '), 'none')
+                                                                    from upload_pipeline.job_queue")"
 
 echo "# phase 2: B does not wait on A"
 # A lock on A's chunks table stops A's workers at their next chunk (uploads
