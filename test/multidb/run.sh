@@ -107,8 +107,15 @@ idle_a() {
     qd postgres "select string_agg(pid || ' ' || state || ' ' || state_change, ', ' order by pid)
                  from pg_stat_activity where backend_type = 'tvdb worker' and datname = '$A'"
 }
-sleep 1
+# A is idle once its workers' last passes hold still for 2 s: a pass that
+# found work due but held by the other worker's open transaction looks
+# again a second later (a worker that kept doing so would never settle).
 a_before=$(idle_a)
+for _ in $(seq 1 10); do
+    sleep 2
+    [ "$(idle_a)" = "$a_before" ] && break
+    a_before=$(idle_a)
+done
 upload "$B" b1w 5
 wait_settled "$B" b1w 60; ok $? "five more documents in \"$B\" complete"
 is "$(idle_a)" "$a_before" "$A's idle workers were not woken by \"$B\"'s commits"
