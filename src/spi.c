@@ -10,6 +10,7 @@
 #include "utils/array.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/uuid.h"
 #include "utils/memutils.h"
 
 typedef struct PlanKey
@@ -181,4 +182,14 @@ tvdb_array(Datum *items, bool *nulls, int n, Oid elemtype)
 
 	get_typlenbyvalalign(elemtype, &len, &byval, &align);
 	return PointerGetDatum(construct_md_array(items, nulls, 1, dims, lbs, elemtype, len, byval, align));
+}
+
+/* A copy of a uuid in the current memory context (the original goes with its tuple or SPI result). */
+Datum
+tvdb_uuid_copy(Datum d)
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	return UUIDPGetDatum(u);
 }

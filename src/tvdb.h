@@ -67,6 +67,7 @@ extern bool tvdb_status_is_failure(TvdbStatus s);
 extern bool tvdb_status_is_open(TvdbStatus s);
 extern TvdbStatus tvdb_status_lookup(const char *name);
 extern TvdbStatus tvdb_status_parse(const char *name); /* errors if unknown */
+extern TvdbStatus tvdb_status_value(Datum d, bool isnull);	/* errors if NULL or unknown */
 extern const TvdbEdge *tvdb_edge_lookup(TvdbStatus from, TvdbStatus to);
 extern void tvdb_report_invalid_transition(TvdbStatus from, TvdbStatus to);
 extern int	tvdb_path_edges(TvdbStatus from, TvdbStatus to, const TvdbStatus *via, int nvia,
@@ -134,6 +135,7 @@ extern void tvdb_spi_finish(void);
 extern char *tvdb_spi_text(uint64 row, int col);
 extern Datum tvdb_spi_datum(uint64 row, int col, bool *isnull);
 extern Datum tvdb_array(Datum *items, bool *nulls, int n, Oid elemtype);
+extern Datum tvdb_uuid_copy(Datum d);
 
 /* backend/hot.c: the statements run for every job that moves, planned once */
 #define TVDB_HOT_MAX_ARGS 11

@@ -53,10 +53,8 @@ moved_ids(MemoryContext cxt)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 
-		memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-		ids[i] = UUIDPGetDatum(u);
+		ids[i] = tvdb_uuid_copy(d);
 	}
 	a = construct_array(ids, (int) SPI_processed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
 	MemoryContextSwitchTo(old);

@@ -23,17 +23,13 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(tvdb_record_event);
-
-static void notify(Datum job_id, TvdbStatus to);
 
 #define NOTIFY_CHANNEL "tvdb_jobs"
 
@@ -49,103 +45,6 @@ notify(Datum job_id, TvdbStatus to)
 				 psprintf("{\"job_id\": \"%s\", \"status\": \"%s\"}",
 						  DatumGetCString(DirectFunctionCall1(uuid_out, job_id)),
 						  tvdb_status_name(to)));
-}
-
-static TvdbStatus
-column_status(TriggerData *td, HeapTuple tuple)
-{
-	bool		isnull;
-	Datum		d = tvdb_trigger_value(td, tuple, "status", &isnull);
-
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("job status must not be null"),
-				 errdetail("Every job is in exactly one status.")));
-	return tvdb_status_parse(TextDatumGetCString(d));
-}
-
-/*
- * 0.1.0's AFTER INSERT OR UPDATE ... FOR EACH ROW (the UPDATE trigger is
- * declared WHEN (OLD.status IS DISTINCT FROM NEW.status), so it is not even
- * queued for other updates).
- */
-static Datum
-record_row(TriggerData *td)
-{
-	HeapTuple	newtuple;
-	TvdbStatus	from = TVDB_NO_STATUS;
-	TvdbStatus	to;
-	const TvdbEdge *edge;
-	Datum		args[INSERT_NARGS];
-	char		nulls[INSERT_NARGS];
-	bool		isnull;
-	Datum		job_id;
-
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		newtuple = td->tg_newtuple;
-		from = column_status(td, td->tg_trigtuple);
-	}
-	else if (tvdb_restoring())
-		return PointerGetDatum(NULL);	/* its events are restored with it */
-	else
-		newtuple = td->tg_trigtuple;
-	to = column_status(td, newtuple);
-	if (from == to)
-		return PointerGetDatum(NULL);
-
-	edge = tvdb_edge_lookup(from, to);
-	if (edge == NULL)
-		tvdb_report_invalid_transition(from, to);
-
-	memset(nulls, ' ', sizeof(nulls));
-	job_id = tvdb_trigger_value(td, newtuple, "job_id", &isnull);
-	args[0] = job_id;
-	nulls[0] = isnull ? 'n' : ' ';
-	args[1] = tvdb_trigger_value(td, newtuple, "document_id", &isnull);
-	nulls[1] = isnull ? 'n' : ' ';
-	args[2] = CStringGetTextDatum(edge->type);
-	args[3] = CStringGetTextDatum(edge->severity);
-	args[4] = CStringGetTextDatum(edge->code);
-	args[5] = isnull ? (Datum) 0 : tvdb_pending_detail(job_id);
-	if (args[5] == (Datum) 0)
-		args[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
-	args[6] = tvdb_trigger_value(td, newtuple, "correlation_id", &isnull);
-	nulls[6] = isnull ? 'n' : ' ';
-	if (from == TVDB_NO_STATUS)
-	{
-		nulls[7] = 'n';
-		nulls[9] = 'n';
-	}
-	else
-	{
-		bool		since_null;
-		Datum		since = tvdb_trigger_value(td, td->tg_trigtuple, "status_changed_at", &since_null);
-		Datum		until = tvdb_trigger_value(td, newtuple, "status_changed_at", &isnull);
-
-		args[7] = CStringGetTextDatum(tvdb_status_name(from));
-		if (since_null || isnull)
-			nulls[9] = 'n';
-		else
-			args[9] = DirectFunctionCall2(timestamp_mi, until, since);
-	}
-	args[8] = CStringGetTextDatum(tvdb_status_name(to));
-	args[10] = tvdb_trigger_value(td, newtuple, "attempts", &isnull);
-	nulls[10] = isnull ? 'n' : ' ';
-
-	tvdb_spi_connect();
-	tvdb_spi_run("INSERT INTO upload_pipeline.events "
-				 "(job_id, document_id, type, severity, code, payload, "
-				 " correlation_id, ts, from_status, to_status, in_previous_state, attempt) "
-				 "VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10, $11)",
-				 INSERT_NARGS, insert_types, args, nulls, SPI_OK_INSERT);
-	tvdb_spi_finish();
-
-	notify(job_id, to);
-	tvdb_wakeup_on_commit();
-
-	return PointerGetDatum(NULL);
 }
 
 /* The columns the statement trigger reads, by attribute number. */
@@ -168,6 +67,8 @@ typedef struct Events
 				cap;
 	Datum	   *v[INSERT_NARGS];
 	bool	   *null[INSERT_NARGS];
+	Datum		no_detail;		/* '{}', made once */
+	Datum		no_time;		/* interval '0', made once */
 } Events;
 
 static void
@@ -175,6 +76,12 @@ events_grow(Events *e)
 {
 	int			cap = Max(e->cap * 2, 16);
 
+	if (e->cap == 0)
+	{
+		e->no_detail = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		e->no_time = DirectFunctionCall3(interval_in, CStringGetDatum("0"),
+										 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	}
 	for (int c = 0; c < INSERT_NARGS; c++)
 	{
 		e->v[c] = e->cap ? repalloc(e->v[c], sizeof(Datum) * cap) : palloc(sizeof(Datum) * cap);
@@ -183,24 +90,13 @@ events_grow(Events *e)
 	e->cap = cap;
 }
 
-static Datum
-slot_value(TupleTableSlot *slot, int att, bool *isnull)
-{
-	return slot_getattr(slot, att, isnull);
-}
-
 /* A copy of a uuid column (the slot is reused for the next row). */
 static Datum
 slot_uuid(TupleTableSlot *slot, int att, bool *isnull)
 {
 	Datum		d = slot_getattr(slot, att, isnull);
-	pg_uuid_t  *u;
 
-	if (*isnull)
-		return (Datum) 0;
-	u = palloc(sizeof(pg_uuid_t));
-	memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	return UUIDPGetDatum(u);
+	return *isnull ? (Datum) 0 : tvdb_uuid_copy(d);
 }
 
 static TvdbStatus
@@ -209,12 +105,7 @@ slot_status(TupleTableSlot *slot, int att)
 	bool		isnull;
 	Datum		d = slot_getattr(slot, att, &isnull);
 
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("job status must not be null"),
-				 errdetail("Every job is in exactly one status.")));
-	return tvdb_status_parse(TextDatumGetCString(d));
+	return tvdb_status_value(d, isnull);
 }
 
 /* One event per edge of the job's way from `from` (none: created) to its status now. */
@@ -233,7 +124,7 @@ add_events(Events *e, TupleTableSlot *old, TupleTableSlot *new, const Columns *c
 	Datum		corr = slot_uuid(new, c->corr, &isnull);
 	bool		corr_null = isnull;
 	Datum		detail = job_null ? (Datum) 0 : tvdb_pending_detail(job);
-	Datum		attempts = slot_value(new, c->attempts, &isnull);
+	Datum		attempts = slot_getattr(new, c->attempts, &isnull);
 	bool		attempts_null = isnull;
 	Datum		prev = (Datum) 0;
 	bool		prev_null = true;
@@ -250,8 +141,8 @@ add_events(Events *e, TupleTableSlot *old, TupleTableSlot *new, const Columns *c
 	else
 	{
 		bool		since_null;
-		Datum		since = slot_value(old, c->since, &since_null);
-		Datum		until = slot_value(new, c->since, &isnull);
+		Datum		since = slot_getattr(old, c->since, &since_null);
+		Datum		until = slot_getattr(new, c->since, &isnull);
 
 		nedges = tvdb_path_edges(from, to, via, nvia, path);
 		if (!since_null && !isnull)
@@ -276,8 +167,7 @@ add_events(Events *e, TupleTableSlot *old, TupleTableSlot *new, const Columns *c
 		e->v[2][i] = CStringGetTextDatum(edge->type);
 		e->v[3][i] = CStringGetTextDatum(edge->severity);
 		e->v[4][i] = CStringGetTextDatum(edge->code);
-		e->v[5][i] = (k == 0 && detail != (Datum) 0) ? detail
-			: DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		e->v[5][i] = (k == 0 && detail != (Datum) 0) ? detail : e->no_detail;
 		e->v[6][i] = corr;
 		e->null[6][i] = corr_null;
 		if (edge->from == TVDB_NO_STATUS)
@@ -292,8 +182,7 @@ add_events(Events *e, TupleTableSlot *old, TupleTableSlot *new, const Columns *c
 			e->null[9][i] = prev_null || edge->from == TVDB_NO_STATUS;
 		}
 		else
-			e->v[9][i] = DirectFunctionCall3(interval_in, CStringGetDatum("0"),
-											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+			e->v[9][i] = e->no_time;
 		e->v[10][i] = attempts;
 		e->null[10][i] = attempts_null;
 	}
@@ -346,10 +235,68 @@ put_queue(TvdbQueueChanges *q, TupleTableSlot *new, const Columns *c, TvdbStatus
 				   poll, poll_null, lease, lease_null);
 }
 
-static int
-column(TriggerData *td, const char *name)
+static void
+columns(TriggerData *td, Columns *c)
 {
-	return tvdb_trigger_column(td, name);
+	c->job = tvdb_trigger_column(td, "job_id");
+	c->doc = tvdb_trigger_column(td, "document_id");
+	c->status = tvdb_trigger_column(td, "status");
+	c->corr = tvdb_trigger_column(td, "correlation_id");
+	c->since = tvdb_trigger_column(td, "status_changed_at");
+	c->attempts = tvdb_trigger_column(td, "attempts");
+	c->poll = tvdb_trigger_column(td, "next_poll_at");
+	c->lease = tvdb_trigger_column(td, "lease_expires_at");
+}
+
+/* Write the events gathered (one INSERT), then wake the workers at commit. */
+static void
+write_events(Events *e)
+{
+	if (e->n == 0)
+		return;
+	insert_events(e);
+	tvdb_wakeup_on_commit();
+}
+
+/*
+ * 0.1.0's AFTER INSERT OR UPDATE ... FOR EACH ROW (the UPDATE trigger is
+ * declared WHEN (OLD.status IS DISTINCT FROM NEW.status), so it is not even
+ * queued for other updates): the same events as a statement's, for one row,
+ * and no queue (0.1.0 has none).
+ */
+static Datum
+record_row(TriggerData *td)
+{
+	bool		update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	TupleTableSlot *new;
+	TupleTableSlot *old = NULL;
+	TvdbStatus	from = TVDB_NO_STATUS;
+	TvdbStatus	to;
+	Columns		c;
+	Events		e = {0};
+
+	if (!update && tvdb_restoring())
+		return PointerGetDatum(NULL);	/* its events are restored with it */
+	columns(td, &c);
+	new = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(update ? td->tg_newtuple : td->tg_trigtuple, new, false);
+	if (update)
+	{
+		old = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(td->tg_trigtuple, old, false);
+		from = slot_status(old, c.status);
+	}
+	to = slot_status(new, c.status);
+	if (from != to)
+		add_events(&e, old, new, &c, from, to);
+	tvdb_spi_connect();
+	write_events(&e);
+	tvdb_spi_finish();
+	ExecDropSingleTupleTableSlot(new);
+	if (old)
+		ExecDropSingleTupleTableSlot(old);
+	return PointerGetDatum(NULL);
 }
 
 /* Deleted jobs: a finished one is counted out (an open one's queue row goes by cascade). */
@@ -417,14 +364,7 @@ record_statement(TriggerData *td)
 	}
 	if (tuplestore_tuple_count(news) == 0)
 		return PointerGetDatum(NULL);
-	c.job = column(td, "job_id");
-	c.doc = column(td, "document_id");
-	c.status = column(td, "status");
-	c.corr = column(td, "correlation_id");
-	c.since = column(td, "status_changed_at");
-	c.attempts = column(td, "attempts");
-	c.poll = column(td, "next_poll_at");
-	c.lease = column(td, "lease_expires_at");
+	columns(td, &c);
 
 	q = tvdb_queue_changes((int) tuplestore_tuple_count(news));
 	new = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
@@ -475,12 +415,9 @@ record_statement(TriggerData *td)
 		ExecDropSingleTupleTableSlot(old);
 
 	tvdb_spi_connect();
-	if (e.n > 0)
-		insert_events(&e);
+	write_events(&e);
 	tvdb_queue_flush(q);
 	tvdb_spi_finish();
-	if (e.n > 0)
-		tvdb_wakeup_on_commit();
 	return PointerGetDatum(NULL);
 }
 

@@ -66,15 +66,6 @@ tvdb_queue_count(TvdbQueueChanges *q, TvdbStatus finished, int delta)
 	q->finished[finished] += delta;
 }
 
-static Datum
-copy_uuid(Datum d)
-{
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-	memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	return UUIDPGetDatum(u);
-}
-
 /*
  * An open job: due when neither a poll nor a lease holds it back, and
  * never before it entered its status (the latest of the three).
@@ -92,8 +83,8 @@ tvdb_queue_put(TvdbQueueChanges *q, Datum document_id, Datum job_id, TvdbStatus 
 		due = DatumGetTimestampTz(next_poll_at);
 	if (!lease_null && DatumGetTimestampTz(lease_expires_at) > due)
 		due = DatumGetTimestampTz(lease_expires_at);
-	q->doc[i] = copy_uuid(document_id);
-	q->job[i] = copy_uuid(job_id);
+	q->doc[i] = tvdb_uuid_copy(document_id);
+	q->job[i] = tvdb_uuid_copy(job_id);
 	q->status[i] = CStringGetTextDatum(tvdb_status_name(status));
 	q->due[i] = TimestampTzGetDatum(due);
 	q->since[i] = TimestampTzGetDatum(status_changed_at);
@@ -108,8 +99,8 @@ tvdb_queue_drop(TvdbQueueChanges *q, Datum document_id, Datum job_id)
 	int			i = q->ndrop++;
 
 	Assert(i < q->cap);
-	q->drop_doc[i] = copy_uuid(document_id);
-	q->drop_job[i] = copy_uuid(job_id);
+	q->drop_doc[i] = tvdb_uuid_copy(document_id);
+	q->drop_job[i] = tvdb_uuid_copy(job_id);
 }
 
 /* Write the changes gathered (the caller is connected to SPI). */

@@ -204,19 +204,26 @@ tvdb_path_edges(TvdbStatus from, TvdbStatus to, const TvdbStatus *via, int nvia,
 	return nvia + 1;
 }
 
-/* The status held in a column of a trigger tuple; errors when NULL or unknown. */
-static TvdbStatus
-tuple_status(HeapTuple tuple, TupleDesc desc, int attnum)
+/* The status a status column holds; errors when NULL or unknown (events.c too). */
+TvdbStatus
+tvdb_status_value(Datum d, bool isnull)
 {
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
-
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("job status must not be null"),
 				 errdetail("Every job is in exactly one status.")));
 	return tvdb_status_parse(TextDatumGetCString(d));
+}
+
+/* The status held in a column of a trigger tuple. */
+static TvdbStatus
+tuple_status(HeapTuple tuple, TupleDesc desc, int attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
+
+	return tvdb_status_value(d, isnull);
 }
 
 /* The attribute number of a column the status triggers need (events.c too). */

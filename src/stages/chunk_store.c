@@ -105,17 +105,6 @@ chunk_one(ChunkRows *r, Datum job, text *md)
 	return NULL;
 }
 
-static Datum
-array_of(Datum *d, int n, Oid type)
-{
-	int16		len;
-	bool		byval;
-	char		align;
-
-	get_typlenbyvalalign(type, &len, &byval, &align);
-	return PointerGetDatum(construct_array(d, n, type, len, byval, align));
-}
-
 /* Take up to n parsed jobs into chunking, leased to owner: one work each. */
 static List *
 chunk_claim(const char *owner, int n, MemoryContext cxt)
@@ -215,7 +204,8 @@ chunk_run(List *works)
 	if (n_bad > 0)
 	{
 		static const Oid ft[3] = {UUIDARRAYOID, TEXTOID, JSONBARRAYOID};
-		Datum		fv[3] = {array_of(bad_jobs, n_bad, UUIDOID), v2[1], array_of(bad_detail, n_bad, JSONBOID)};
+		Datum		fv[3] = {tvdb_array(bad_jobs, NULL, n_bad, UUIDOID), v2[1],
+		tvdb_array(bad_detail, NULL, n_bad, JSONBOID)};
 
 		tvdb_spi_run("SELECT tvdb._advance_all($1, $2, 'chunking', 'failed_chunking', $3)", 3, ft, fv, NULL,
 					 SPI_OK_SELECT);
@@ -226,7 +216,8 @@ chunk_run(List *works)
 		static const Oid it[5] = {UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
 		Datum		iv[5];
 		static const Oid at[3] = {UUIDARRAYOID, TEXTOID, JSONBARRAYOID};
-		Datum		av[3] = {array_of(ok_jobs, n_ok, UUIDOID), v2[1], array_of(ok_detail, n_ok, JSONBOID)};
+		Datum		av[3] = {tvdb_array(ok_jobs, NULL, n_ok, UUIDOID), v2[1],
+		tvdb_array(ok_detail, NULL, n_ok, JSONBOID)};
 
 		/* re-chunking replaces: never two sets of chunks for a document */
 		tvdb_spi_run("DELETE FROM upload_pipeline.document_chunks c USING upload_pipeline.upload_jobs j "
@@ -234,11 +225,11 @@ chunk_run(List *works)
 					 SPI_OK_DELETE);
 		if (r.n > 0)
 		{
-			iv[0] = array_of(r.job, r.n, UUIDOID);
-			iv[1] = array_of(r.idx, r.n, INT4OID);
-			iv[2] = array_of(r.content, r.n, TEXTOID);
-			iv[3] = array_of(r.tokens, r.n, INT4OID);
-			iv[4] = array_of(r.headings, r.n, TEXTOID);
+			iv[0] = tvdb_array(r.job, NULL, r.n, UUIDOID);
+			iv[1] = tvdb_array(r.idx, NULL, r.n, INT4OID);
+			iv[2] = tvdb_array(r.content, NULL, r.n, TEXTOID);
+			iv[3] = tvdb_array(r.tokens, NULL, r.n, INT4OID);
+			iv[4] = tvdb_array(r.headings, NULL, r.n, TEXTOID);
 			tvdb_spi_run("INSERT INTO upload_pipeline.document_chunks "
 					  "(document_id, job_id, chunk_index, content, token_estimate, sha256, heading_path) "
 					  "SELECT j.document_id, j.job_id, v.idx, v.content, v.tokens, "

@@ -193,12 +193,7 @@ collect_ids(uint64 rows, Datum *ids, int *n)
 		Datum		d = tvdb_spi_datum(i, 1, &isnull);
 
 		if (!isnull)
-		{
-			pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-			memcpy(u, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-			out[(*n)++] = UUIDPGetDatum(u);
-		}
+			out[(*n)++] = tvdb_uuid_copy(d);
 	}
 	return out;
 }
