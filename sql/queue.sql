@@ -10,27 +10,9 @@ CREATE FUNCTION pg_temp.queued(j uuid) RETURNS text LANGUAGE sql AS $$
                                     CASE WHEN q.lease_expires_at IS NULL THEN 'no lease' ELSE 'leased' END)
                    FROM upload_pipeline.job_queue q WHERE q.job_id = j), 'not queued')
 $$;
--- Every open job is queued with its status, times and due time, and nothing else is.
-CREATE FUNCTION pg_temp.queue_mismatches() RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM
-    (SELECT j.document_id, j.job_id, j.status, greatest(j.status_changed_at, j.next_poll_at, j.lease_expires_at) AS due,
-            j.status_changed_at, j.lease_expires_at
-     FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status) WHERE NOT s.is_terminal) a
-  FULL JOIN upload_pipeline.job_queue q USING (document_id, job_id)
-  WHERE a.job_id IS NULL OR q.job_id IS NULL
-     OR (a.status, a.due, a.status_changed_at, a.lease_expires_at)
-        IS DISTINCT FROM (q.status, q.due_at, q.status_changed_at, q.lease_expires_at)
-$$;
-
--- The counts of finished jobs are the jobs in each terminal status.
-CREATE FUNCTION pg_temp.count_mismatches() RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM
-    (SELECT j.status, count(*) AS n FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status)
-     WHERE s.is_terminal GROUP BY j.status) a
-  FULL JOIN (SELECT f.status, sum(f.jobs) AS n FROM upload_pipeline.finished_counts f
-             GROUP BY f.status HAVING sum(f.jobs) <> 0) b USING (status)
-  WHERE a.n IS DISTINCT FROM b.n
-$$;
+-- pg_temp.queue_mismatches() and pg_temp.count_mismatches(), shared with the shell tests
+-- (pg_regress runs from the top of the tree)
+\i test/lib/queue_agrees.sql
 
 -- A new job is queued, due at once; a lease or a poll to wait for makes it
 -- due later; a failure keeps it (it may be retried); complete and cancelled

@@ -143,15 +143,12 @@ for db in tvdb_dst tvdb_plain; do
     is "$(q $db "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL")" 0 \
        "$db: no lease restored"
     # what the status triggers keep beside the jobs is not dumped: they refill it
-    is "$(q $db "SELECT count(*) FROM
-                   (SELECT j.document_id, j.job_id, j.status, greatest(j.status_changed_at, j.next_poll_at) AS due
-                    FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status) WHERE NOT s.is_terminal) a
-                   FULL JOIN upload_pipeline.job_queue q USING (document_id, job_id)
-                 WHERE a.job_id IS NULL OR q.job_id IS NULL OR (a.status, a.due) IS DISTINCT FROM (q.status, q.due_at)") \
+    is "$(psql -X -q -At -v ON_ERROR_STOP=1 -d $db -f "$TVDB_ROOT/test/lib/queue_agrees.sql" \
+             -c "SELECT pg_temp.queue_mismatches() || ' ' || pg_temp.count_mismatches()") \
 $(q $db "SELECT count(*) FROM upload_pipeline.job_queue") \
 $(q $db "SELECT string_agg(format('%s=%s', status, n), ' ' ORDER BY status) FROM
            (SELECT status, sum(jobs) AS n FROM upload_pipeline.finished_counts GROUP BY status) f")" \
-       "0 $(q tvdb_src "SELECT count(*) FROM upload_pipeline.job_queue") \
+       "0 0 $(q tvdb_src "SELECT count(*) FROM upload_pipeline.job_queue") \
 $(q tvdb_src "SELECT string_agg(format('%s=%s', status, n), ' ' ORDER BY status) FROM
                 (SELECT status, count(*) AS n FROM upload_pipeline.upload_jobs JOIN tvdb.statuses s USING (status)
                  WHERE s.is_terminal GROUP BY status) f")" \

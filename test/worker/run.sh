@@ -884,20 +884,9 @@ q "DROP TRIGGER poison ON upload_pipeline.document_chunks; DROP FUNCTION tvdb_te
 # After every phase above (crashes, kills, restarts, cancels, reprocessing):
 # the queue of open jobs is exactly the open jobs, each with its status and
 # times, and the counts of finished jobs are the finished jobs (one snapshot).
-is "$(q "SELECT count(*) FROM
-           (SELECT j.document_id, j.job_id, j.status, greatest(j.status_changed_at, j.next_poll_at, j.lease_expires_at) AS due,
-                   j.status_changed_at, j.lease_expires_at
-            FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status) WHERE NOT s.is_terminal) a
-           FULL JOIN upload_pipeline.job_queue q USING (document_id, job_id)
-         WHERE a.job_id IS NULL OR q.job_id IS NULL
-            OR (a.status, a.due, a.status_changed_at, a.lease_expires_at)
-               IS DISTINCT FROM (q.status, q.due_at, q.status_changed_at, q.lease_expires_at)") \
-$(q "SELECT count(*) FROM
-       (SELECT j.status, count(*) AS n FROM upload_pipeline.upload_jobs j JOIN tvdb.statuses s USING (status)
-        WHERE s.is_terminal GROUP BY j.status) a
-       FULL JOIN (SELECT f.status, sum(f.jobs) AS n FROM upload_pipeline.finished_counts f
-                  GROUP BY f.status HAVING sum(f.jobs) <> 0) b USING (status)
-     WHERE a.n IS DISTINCT FROM b.n") $(q "SELECT count(*) > 100 FROM upload_pipeline.upload_jobs")" "0 0 t" \
+is "$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" -f "$HERE/../lib/queue_agrees.sql" \
+          -c "SELECT pg_temp.queue_mismatches() || ' ' || pg_temp.count_mismatches()") \
+$(q "SELECT count(*) > 100 FROM upload_pipeline.upload_jobs")" "0 0 t" \
    "the queue of open jobs and the counts of finished ones agree with the jobs, after every phase"
 
 echo "# phase 7: pg_cron runs the maintenance"
