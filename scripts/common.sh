@@ -33,6 +33,12 @@ tvdb_build() {
     make -C "$TVDB_ROOT" -s install >/dev/null
 }
 
+# The machine a benchmark ran on, for its report (bench/*).
+tvdb_machine() {
+    echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+         "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo)"
+}
+
 # Run a command as the postgres user (PostgreSQL refuses to run as root).
 as_pg() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

@@ -65,8 +65,7 @@ tvdb_cluster_start "autovacuum = off" "tvdb.workers = 0"
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 psql_v() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
-echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-     "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo)"
+echo "== machine: $(tvdb_machine)"
 echo "== server: $(psql_v -c 'SELECT version()' | cut -d' ' -f1-2)," \
      "fsync=$(psql_v -c 'SHOW fsync'), synchronous_commit=$(psql_v -c 'SHOW synchronous_commit')," \
      "shared_buffers=$(psql_v -c 'SHOW shared_buffers'), autovacuum=$(psql_v -c 'SHOW autovacuum')"

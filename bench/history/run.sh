@@ -128,8 +128,7 @@ worker_pids() { q "$1" "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM pg_s
 
 # ---------------------------------------------------------------- machine
 echo "== bench/history $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-     "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo); load average at start: $(loadavg)"
+echo "== machine: $(tvdb_machine); load average at start: $(loadavg)"
 echo "== PostgreSQL: $("$PGBIN/postgres" --version) from $PGBIN"
 echo "== N=$N HISTORY=$HISTORY WORKERS=$WORKERS ORDER=\"$ORDER\" WARMUP=$WARMUP HISTORY_CHUNKS=$HISTORY_CHUNKS" \
      "SHARED_BUFFERS=${SHARED_BUFFERS:-default} PGSS=$PGSS KEEP_CLUSTER=${KEEP_CLUSTER:-no}"

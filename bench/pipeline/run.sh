@@ -95,8 +95,7 @@ calc() { python3 -c "import sys, math; print($1)"; }
 
 # ---------------------------------------------------------------- machine
 echo "== bench/pipeline $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "== machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-     "$(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo); load average at start: $(loadavg)"
+echo "== machine: $(tvdb_machine); load average at start: $(loadavg)"
 echo "== PostgreSQL: $("$PGBIN/postgres" --version) from $PGBIN"
 
 # Missing packages are installed (apt, as root) only for the default PostgreSQL
