@@ -4,7 +4,8 @@
 # a throwaway cluster, runs pg_regress (sql/, expected/), the isolation specs
 # (specs/), pgTAP (test/*.sql), tvdb-webhookd through curl (test/webhookd)
 # and the background worker against the fake servers (test/worker), stops
-# the cluster; then the budget race on a cluster of its own with four
+# the cluster; then query embeddings against the fake OpenAI (test/embed),
+# the budget race on a cluster of its own with four
 # workers (test/budget), several databases on a cluster of their own
 # (test/multidb), the upgrade from 0.1.0 (test/upgrade) and pg_dump/pg_restore
 # mid-pipeline (test/restore).  Meanwhile pg_cron on a socket-only cluster of its own
@@ -48,6 +49,8 @@ echo "== tvdb-webhookd"
 bash test/webhookd/run.sh || failed=1
 echo "== background worker"
 bash test/worker/run.sh || failed=1
+echo "== query embeddings from an application's backend (tvdb.embed, tvdb.search)"
+bash test/embed/run.sh || failed=1
 echo "== budgets: four workers racing for the last dollars"
 bash test/budget/run.sh || failed=1
 echo "== several databases: one cluster, four listed databases"

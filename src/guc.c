@@ -73,6 +73,7 @@ bool		tvdb_reuse_parses = true;
 bool		tvdb_embedding_cache = true;
 int			tvdb_budget_throttle_rpm = 60;
 int			tvdb_embedding_batch_inputs = 2048;
+int			tvdb_query_cache_entries = 256;
 int			tvdb_embedding_batch_tokens = 300000;
 
 static const struct config_enum_entry encoding_options[] = {
@@ -620,6 +621,8 @@ tvdb_define_settings(void)
 			   &tvdb_embedding_batch_inputs, 2048, 1, 2048, PGC_SIGHUP, 0);
 	define_int("tvdb.embedding_batch_tokens", "Most tokens (bounded by UTF-8 bytes) in one embeddings request.",
 			   &tvdb_embedding_batch_tokens, 300000, 8192, 300000, PGC_SIGHUP, 0);
+	define_int("tvdb.query_cache_entries", "Query vectors each session keeps, to embed a repeated question once (0: none).",
+			   &tvdb_query_cache_entries, 256, 0, 65536, PGC_USERSET, 0);
 }
 
 /* The vector length to expect: the setting, or the model's default. */

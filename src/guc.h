@@ -85,6 +85,7 @@ extern bool tvdb_reuse_parses;
 extern bool tvdb_embedding_cache;
 extern int	tvdb_budget_throttle_rpm;
 extern int	tvdb_embedding_batch_inputs;
+extern int	tvdb_query_cache_entries;
 extern int	tvdb_embedding_batch_tokens;
 
 extern void tvdb_define_settings(void);

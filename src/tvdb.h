@@ -24,6 +24,8 @@
 #define ERRCODE_TVDB_UNKNOWN_STATUS     MAKE_SQLSTATE('T','V','0','0','2')
 #define ERRCODE_TVDB_TRANSITION_CONFLICT MAKE_SQLSTATE('T','V','0','0','3')
 #define ERRCODE_TVDB_JOB_NOT_FOUND      MAKE_SQLSTATE('T','V','0','0','4')
+#define ERRCODE_TVDB_SERVICE_UNAVAILABLE MAKE_SQLSTATE('T','V','0','0','5')
+#define ERRCODE_TVDB_BUDGET_EXHAUSTED   MAKE_SQLSTATE('T','V','0','0','6')
 
 /*
  * The job statuses: the pipeline in order, then the failure states, then
@@ -217,6 +219,9 @@ extern char *tvdb_llamaparse_options_problem(const char *json, int api);
 /* json_fields.c: string fields of a JSON object ("name" or "parent.child") */
 extern bool tvdb_json_fields(const char *body, size_t len, const char *const *keys,
 							 char **values, int nkeys);
+
+/* backend/search.c: v scaled to unit length in place; false if it has none */
+extern bool tvdb_normalise(float *v, int n);
 
 /* databases.c: the databases the workers serve (tvdb.database) */
 extern bool tvdb_preloaded;		/* set by _PG_init in the postmaster */

@@ -266,9 +266,10 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 	Datum		uvalues[7];
 	char		unulls[7] = "       ";
 
-	/* all vectors in one flat real[], input i at [i * dims + 1 : (i + 1) * dims] */
+	/* all vectors in one flat real[], input i at [i * dims + 1 : (i + 1) * dims], at unit length */
 	for (int i = 0; i < b->n; i++)
 	{
+		tvdb_normalise(vectors[i], dims);
 		for (int d = 0; d < dims; d++)
 			elems[(Size) i * dims + d] = Float4GetDatum(vectors[i][d]);
 		idx[i] = Int32GetDatum(b->chunk[i]);
@@ -312,27 +313,41 @@ store_vectors(TvdbWork *w, float **vectors, int dims, const char *service, int h
 
 /* ---- embed: OpenAI ---- */
 
-static void
-start_request(TvdbWork *w)
+/*
+ * A request for the embeddings of input (a JSON array of strings) with the
+ * model, encoding and dimensions in use; the query embedder (embed.c) sends
+ * the same.
+ */
+TvdbHttp *
+tvdb_openai_embeddings_request(const char *input, void *owner)
 {
-	Batch	   *b = w->data;
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 	StringInfoData body;
+	TvdbHttp   *req;
 
 	initStringInfo(&body);
-	b->model = pstrdup(tvdb_embedding_model);
 	appendStringInfoString(&body, "{\"model\": ");
 	escape_json(&body, tvdb_embedding_model);
 	appendStringInfo(&body, ", \"encoding_format\": \"%s\"",
 					 tvdb_embedding_encoding == TVDB_ENCODING_FLOAT ? "float" : "base64");
 	if (tvdb_embedding_dimensions > 0)
 		appendStringInfo(&body, ", \"dimensions\": %d", tvdb_embedding_dimensions);
-	appendStringInfo(&body, ", \"input\": %s}", b->input.data);
-	w->req = tvdb_http_new(tvdb_service_url(tvdb_openai_base_url, "/embeddings"), w);
-	w->cost_tokens = (int64) b->bytes / Max(tvdb_chunk_bytes_per_token, 1) + 1;
-	tvdb_http_json(w->req, body.data);
-	tvdb_http_bearer(w->req, tvdb_openai_api_key);
+	appendStringInfo(&body, ", \"input\": %s}", input);
+	req = tvdb_http_new(tvdb_service_url(tvdb_openai_base_url, "/embeddings"), owner);
+	tvdb_http_json(req, body.data);
+	tvdb_http_bearer(req, tvdb_openai_api_key);
 	pfree(body.data);
+	return req;
+}
+
+static void
+start_request(TvdbWork *w)
+{
+	Batch	   *b = w->data;
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+	b->model = pstrdup(tvdb_embedding_model);
+	w->req = tvdb_openai_embeddings_request(b->input.data, w);
+	w->cost_tokens = (int64) b->bytes / Max(tvdb_chunk_bytes_per_token, 1) + 1;
 	pfree(b->input.data);		/* the request holds its own copy */
 	b->input.data = NULL;
 	MemoryContextSwitchTo(old);

@@ -20,6 +20,7 @@ extern const TvdbStage tvdb_stage_chunk;		/* chunk_store.c */
 extern const TvdbStage tvdb_stage_rechunk;
 extern const TvdbStage tvdb_stage_embed;		/* openai.c */
 extern const TvdbStage tvdb_stage_mock_embed;
+extern TvdbHttp *tvdb_openai_embeddings_request(const char *input, void *owner);
 
 /* answers.c */
 #define TVDB_ANSWER_ARGS 5

@@ -149,6 +149,28 @@ tvdb_before_send(const TvdbStage *s, TvdbWork *w)
 	return TVDB_SEND_NOW;
 }
 
+/*
+ * A query's embedding request (backend/embed.c), from an application's
+ * backend: 0 when it may go now (it has taken its share of the buckets),
+ * else the ms to wait, or -1 when it cannot go soon (a blocked circuit, or
+ * an open one whose probe is out).
+ */
+long
+tvdb_query_may_send(int64 tokens)
+{
+	long		due_ms;
+	bool		probe;
+
+	if (tvdb_circuit_allowance(TVDB_CIRCUIT_OPENAI, true, 1, &due_ms, &probe) == 0)
+		return due_ms > 0 ? due_ms : -1;
+	if (probe)
+		queue_alert("circuit_half_open", "info", TVDB_CIRCUIT_OPENAI,
+					"openai: a query's request is the probe after the cool-down");
+	if (!tvdb_circuit_take(TVDB_CIRCUIT_OPENAI, true, tokens))
+		return 100;				/* a worker took the last of the bucket first */
+	return 0;
+}
+
 /* Whether an error body's error.code (else error.type) is code, as OpenAI sends them. */
 static bool
 error_code_is(const char *body, size_t len, const char *code)

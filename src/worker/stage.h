@@ -117,6 +117,7 @@ extern TvdbVerdict tvdb_before_send(const TvdbStage *s, TvdbWork *w);
 extern int	tvdb_send_allowance(const TvdbStage *s, int wanted, long *due_ms);
 extern void tvdb_allowance_unused(const TvdbStage *s);
 extern TvdbAnswer tvdb_after_answer(TvdbWork *w);
+extern long tvdb_query_may_send(int64 tokens);
 extern void tvdb_config_reloaded(void);
 extern void tvdb_write_alerts(void);
 extern bool tvdb_alerts_pending(void);

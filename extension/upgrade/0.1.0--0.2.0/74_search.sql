@@ -1,0 +1,1 @@
+../../install/67_search.sql
