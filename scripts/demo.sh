@@ -80,3 +80,9 @@ echo "== usage"
 psql -c "SELECT * FROM tvdb.usage_summary ORDER BY service, operation"
 echo "== cost of each document (USD; mock mode is free)"
 psql -c "SELECT filename, llamaparse_usd, openai_usd, cost_usd, by_operation FROM tvdb.document_costs ORDER BY filename"
+echo "== asking the corpus a question: the nearest chunks (tvdb.search)"
+question="How much did revenue grow over the quarter?"
+echo "   \"$question\""
+psql -v question="$question" -c "SELECT d.filename, s.chunk_index, array_to_string(s.heading_path, ' > ') AS heading_path,
+                left(regexp_replace(s.content, '\s+', ' ', 'g'), 60) AS starts_with, round(s.distance::numeric, 3) AS distance
+         FROM tvdb.search(:'question', 3) s JOIN upload_pipeline.documents d USING (document_id)"

@@ -145,6 +145,9 @@ SELECT tvdb.embed('a question', 'text-embedding-3-large');
 -- real mode (this cluster's) without a key: said before anything is sent
 SELECT tvdb.embed('a question');
 SELECT * FROM tvdb.search(NULL::text);
+-- pgvector is not in this database: use_pgvector says so; search stays exact.
+SELECT tvdb.use_pgvector();
+SELECT * FROM tvdb.pgvector();
 \set VERBOSITY terse
 
 DELETE FROM upload_pipeline.documents

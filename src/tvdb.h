@@ -220,6 +220,9 @@ extern char *tvdb_llamaparse_options_problem(const char *json, int api);
 extern bool tvdb_json_fields(const char *body, size_t len, const char *const *keys,
 							 char **values, int nkeys);
 
+/* backend/query_ledger.c: a query's ledger row, committed before its request goes */
+extern int64 tvdb_query_reserve(double estimate, const char *model, const char *owner, char **refusal);
+
 /* backend/search.c: v scaled to unit length in place; false if it has none */
 extern bool tvdb_normalise(float *v, int n);
 

@@ -105,8 +105,9 @@ CREATE TRIGGER parse_settled AFTER UPDATE OF status ON upload_pipeline.upload_jo
     FOR EACH ROW WHEN (OLD.status = 'parse_queued' AND NEW.status IS DISTINCT FROM 'parse_queued')
     EXECUTE FUNCTION tvdb._parse_settled();
 
--- Requests sent by workers that no longer exist will never be answered:
--- their outcome is unknown, and they count at their estimate.
+-- Requests sent by workers, or for queries by sessions, that no longer
+-- exist will never be answered: their outcome is unknown, and they count at
+-- their estimate.
 CREATE FUNCTION tvdb._requests_lost() RETURNS integer LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -114,10 +115,11 @@ DECLARE
     n integer;
 BEGIN
     UPDATE upload_pipeline.usage u SET state = 'unknown',
-           error = coalesce(u.error, 'no answer recorded: the worker that sent it stopped')
+           error = coalesce(u.error, 'no answer recorded: the worker or session that sent it stopped')
     WHERE u.state = 'sent'
       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                      WHERE a.backend_type = 'tvdb worker' AND u.owner LIKE '% pid ' || a.pid);
+                      WHERE (a.backend_type = 'tvdb worker' OR u.owner LIKE 'query by %')
+                        AND u.owner LIKE '% pid ' || a.pid);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

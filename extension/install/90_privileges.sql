@@ -12,16 +12,16 @@ ALTER FUNCTION tvdb.job(uuid) SECURITY DEFINER;
 ALTER FUNCTION tvdb.job_history(uuid) SECURITY DEFINER;
 ALTER FUNCTION tvdb.embeddings_of(text) SECURITY DEFINER;
 ALTER FUNCTION tvdb.embed(text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION tvdb.search(real[], integer, uuid[], uuid, text, text, text) SECURITY DEFINER;
-ALTER FUNCTION tvdb.search(text, integer, uuid[], uuid, text, text, text) SECURITY DEFINER;
+ALTER FUNCTION tvdb.search(real[], integer, uuid[], uuid, text, text, text, boolean) SECURITY DEFINER;
+ALTER FUNCTION tvdb.search(text, integer, uuid[], uuid, text, text, text, boolean) SECURITY DEFINER;
 -- called by views that tvdb_monitor reads: a view's function runs as its reader
 ALTER FUNCTION tvdb._budget_used(text, text) SECURITY DEFINER;
 
 -- tvdb_app: upload, read its jobs, their history and their chunks' vectors, search them.
 GRANT EXECUTE ON FUNCTION tvdb.upload(text, bytea, text, uuid), tvdb.job(uuid), tvdb.job_history(uuid),
                           tvdb.embeddings_of(text), tvdb.embed(text, text),
-                          tvdb.search(real[], integer, uuid[], uuid, text, text, text),
-                          tvdb.search(text, integer, uuid[], uuid, text, text, text), tvdb.version(), tvdb.parse_route(text, text, bigint),
+                          tvdb.search(real[], integer, uuid[], uuid, text, text, text, boolean),
+                          tvdb.search(text, integer, uuid[], uuid, text, text, text, boolean), tvdb.version(), tvdb.parse_route(text, text, bigint),
                           tvdb.status_table(), tvdb.transition_table(), tvdb._may_see(name)
     TO tvdb_app;
 GRANT SELECT ON tvdb.jobs, tvdb.embeddings, tvdb.statuses, tvdb.allowed_transitions TO tvdb_app;

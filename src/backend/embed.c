@@ -7,10 +7,9 @@
  * A request to OpenAI goes through the worker's own pieces: the circuit and
  * rate buckets (hooks.c), the request builder and answer reader of the
  * embedding stage, the HTTP driver (waiting on the latch, so cancel and
- * statement_timeout stop it at once), and the usage ledger.  Its ledger row
- * is written in the caller's transaction.  Budgets are read without being
- * locked: an application's transaction may stay open long after its query,
- * and must not hold up the workers.
+ * statement_timeout stop it at once), and the usage ledger: its row is
+ * committed before it goes, in a transaction of its own (query_ledger.c),
+ * and settled in the caller's.
  *
  * Recent answers are kept in a small LRU cache in the backend
  * (tvdb.query_cache_entries), keyed by model, dimensions and text.
@@ -221,41 +220,41 @@ wait_for_turn(int64 tokens)
 	}
 }
 
-/* A budget that has no room for estimate USD refuses the query. */
-static void
-check_budgets(double estimate)
+/* The request's ledger row, committed before it goes (query_ledger.c); a budget without room refuses. */
+static int64
+reserve(double estimate)
 {
-	static const Oid types[1] = {FLOAT8OID};
-	Datum		values[1] = {Float8GetDatum(estimate)};
+	char	   *refusal = NULL;
+	char	   *owner = psprintf("query by %s pid %d", GetUserNameFromId(GetSessionUserId(), false), MyProcPid);
+	int64		id = tvdb_query_reserve(estimate, tvdb_embedding_model, owner, &refusal);
 
-	if (tvdb_spi_run("SELECT r FROM tvdb._query_refusal($1::numeric) AS r WHERE r IS NOT NULL",
-					 1, types, values, NULL, SPI_OK_SELECT) == 1)
+	if (id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_TVDB_BUDGET_EXHAUSTED),
 				 errmsg("a budget has no room to embed the query"),
-				 errdetail("%s.", tvdb_spi_text(0, 1)),
+				 errdetail("%s.", refusal ? refusal : "refused"),
 				 errhint("Raise the limit with tvdb.set_budget(), wait for the period to roll over, "
 						 "or search with a vector you have.")));
+	return id;
 }
 
-/* The request's row in the usage ledger (in the caller's transaction). */
+/* The request's answer on its ledger row (in the caller's transaction). */
 static void
-record(TvdbHttp *req, long prompt_tokens, double estimate, const char *failure)
+settle(int64 usage_id, TvdbHttp *req, long prompt_tokens, const char *failure)
 {
-	static const Oid types[6] = {INT4OID, FLOAT8OID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID};
+	static const Oid types[6] = {INT8OID, INT4OID, FLOAT8OID, INT4OID, TEXTOID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
 
-	values[0] = Int32GetDatum((int32) req->status);
-	values[1] = Float8GetDatum(req->latency_ms);
-	values[2] = Int32GetDatum((int32) prompt_tokens);
-	nulls[2] = prompt_tokens >= 0 ? ' ' : 'n';
-	values[3] = CStringGetTextDatum(tvdb_embedding_model);
-	values[4] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
-	nulls[4] = failure ? ' ' : 'n';
-	values[5] = Float8GetDatum(estimate);
-	tvdb_spi_run("SELECT tvdb._query_embedded($1, $2, $3, $4, $5, $6::numeric)",
-				 6, types, values, nulls, SPI_OK_SELECT);
+	values[0] = Int64GetDatum(usage_id);
+	values[1] = Int32GetDatum((int32) req->status);
+	values[2] = Float8GetDatum(req->latency_ms);
+	values[3] = Int32GetDatum((int32) prompt_tokens);
+	nulls[3] = prompt_tokens >= 0 ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(tvdb_embedding_model);
+	values[5] = failure ? CStringGetTextDatum(failure) : (Datum) 0;
+	nulls[5] = failure ? ' ' : 'n';
+	tvdb_spi_run("SELECT tvdb._query_embedded($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, SPI_OK_SELECT);
 }
 
 /* Send the request and wait for its answer; cancel and statement_timeout interrupt. */
@@ -287,6 +286,7 @@ embed_remote(const char *query, float *vector, int dims)
 	Datum		pvalues[2] = {Int32GetDatum((int32) tokens), CStringGetTextDatum(tvdb_embedding_model)};
 	bool		isnull;
 	double		estimate;
+	int64		usage_id;
 	StringInfoData input;
 	TvdbWork   *w;
 	TvdbEmbeddings e = {1, dims, CurrentMemoryContext};
@@ -307,8 +307,8 @@ embed_remote(const char *query, float *vector, int dims)
 				 errdetail("Nothing is spent on a model whose cost the ledger cannot know."),
 				 errhint("INSERT INTO upload_pipeline.embedding_prices (model, usd_per_million_tokens) VALUES ('%s', <price>);",
 						 tvdb_embedding_model)));
-	check_budgets(estimate);
 	wait_for_turn(tokens);
+	usage_id = reserve(estimate);
 
 	initStringInfo(&input);
 	appendStringInfoChar(&input, '[');
@@ -331,7 +331,7 @@ embed_remote(const char *query, float *vector, int dims)
 			: psprintf("HTTP %ld (%s)", w->req->status, w->answer_kind);
 	if (failure == NULL && !tvdb_normalise(e.vectors[0], dims))
 		failure = "the vector has no length";
-	record(w->req, failure ? -1 : e.prompt_tokens, estimate, failure);
+	settle(usage_id, w->req, failure ? -1 : e.prompt_tokens, failure);
 	if (failure != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_TVDB_SERVICE_UNAVAILABLE),

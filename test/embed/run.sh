@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tvdb.embed and tvdb.search(text) against the fake OpenAI, from an
 # application's backend: the vector is the service's (at unit length), the
-# request is in the ledger at its price, a repeated question is not sent
+# request is in the ledger at its price (committed before it goes, so a
+# rollback keeps it), a repeated question is not sent
 # again, budgets and a blocked circuit refuse before anything is sent,
 # statement_timeout and a cancel stop a slow request at once, a model other
 # than the documents' is refused, and mock mode sends nothing.  Starts and
@@ -70,6 +71,17 @@ q "INSERT INTO upload_pipeline.document_chunks (document_id, job_id, chunk_index
 got=$(psql -X -q -At -d "$DB" -U embed_app -c "SELECT content, round(distance::numeric, 4) FROM tvdb.search('$QUESTION', 1)")
 is "$got" "$QUESTION|0.0000" "an application's tvdb.search(text) finds the chunk with the question's own text at distance 0"
 
+# 2b. The row is committed before the request goes: a caller that rolls back
+# does not take the record of what its question may have cost with it.
+q "BEGIN; SELECT tvdb.embed('asked, then rolled back') IS NOT NULL; ROLLBACK;" >/dev/null
+row=$(q "SELECT state, reserved_usd = estimated_usd AND estimated_usd > 0 FROM upload_pipeline.usage
+         WHERE operation = 'query_embedding' ORDER BY usage_id DESC LIMIT 1")
+is "$row" "sent|t" "after a rollback the request's row stays, sent and held at its estimate"
+q "SELECT tvdb._requests_lost()" >/dev/null
+row=$(q "SELECT state, reserved_usd = estimated_usd FROM upload_pipeline.usage
+         WHERE operation = 'query_embedding' ORDER BY usage_id DESC LIMIT 1")
+is "$row" "unknown|t" "and once its session is gone it is unknown, still counted at its estimate"
+
 # 5. A budget with no room refuses before anything is sent.
 before=$(requests)
 q "SELECT tvdb.set_budget('openai', 'day', 0.0000000001)" >/dev/null
@@ -77,6 +89,7 @@ got=$(err "SELECT tvdb.embed('a question no one asked before')")
 case "$got" in TV006:\ a\ budget\ has\ no\ room*) r=0 ;; *) r=1 ;; esac
 ok $r "an exhausted budget refuses with TV006" "$got"
 is "$(requests)" "$before" "nothing was sent"
+is "$(q "SELECT count(*) FROM tvdb.alerts WHERE kind = 'budget_exhausted'")" "1" "and the budget's exhaustion is an alert, as when a worker meets it"
 q "SELECT tvdb.set_budget('openai', 'day', NULL)" >/dev/null
 
 # 6. statement_timeout and a cancel stop a slow request at once.
