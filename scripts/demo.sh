@@ -83,6 +83,9 @@ psql -c "SELECT filename, llamaparse_usd, openai_usd, cost_usd, by_operation FRO
 echo "== asking the corpus a question: the nearest chunks (tvdb.search)"
 question="How much did revenue grow over the quarter?"
 echo "   \"$question\""
-psql -v question="$question" -c "SELECT d.filename, s.chunk_index, array_to_string(s.heading_path, ' > ') AS heading_path,
-                left(regexp_replace(s.content, '\s+', ' ', 'g'), 60) AS starts_with, round(s.distance::numeric, 3) AS distance
-         FROM tvdb.search(:'question', 3) s JOIN upload_pipeline.documents d USING (document_id)"
+# psql interpolates :'question' (quoted safely) only in what it reads, not in -c
+psql -v question="$question" <<'SQL'
+SELECT d.filename, s.chunk_index, array_to_string(s.heading_path, ' > ') AS heading_path,
+       left(regexp_replace(s.content, '\s+', ' ', 'g'), 60) AS starts_with, round(s.distance::numeric, 3) AS distance
+FROM tvdb.search(:'question', 3) s JOIN upload_pipeline.documents d USING (document_id);
+SQL
