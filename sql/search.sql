@@ -93,6 +93,10 @@ RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
+-- tvdb.search plans its scan for each call's filters: a cached generic plan
+-- keeps every optional filter and lost the parallel scan (bench/search).
+SELECT proconfig FROM pg_proc
+WHERE oid = 'tvdb._search(real[], text, integer, uuid[], uuid, text, text, boolean)'::regprocedure;
 
 -- Vectors sit in the row, not in TOAST, up to a page: 1536 dimensions add
 -- nothing to the TOAST table.

@@ -23,7 +23,7 @@
 # A benchmark, not a test: it exits 0 whatever the figures.
 #
 #   sudo bash bench/search/run.sh
-#   defaults: CHUNKS=100000 DIMS=1536 QUERIES=20 SQL_QUERIES=2 WORKERS=2 PGVECTOR=1 CENTERS=1000
+#   defaults: CHUNKS=100000 DIMS=1536 QUERIES=20 SQL_QUERIES=2 WORKERS=cores-1 PGVECTOR=1 CENTERS=1000
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../../scripts/common.sh"
@@ -34,14 +34,14 @@ DIMS=${DIMS:-1536}
 QUERIES=${QUERIES:-20}
 CENTERS=${CENTERS:-1000}   # chunks are noisy copies of this many centres, as real texts cluster by topic
 SQL_QUERIES=${SQL_QUERIES:-2}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 0 ))}   # leader + workers = cores: more only take turns
 DB=tvdb_bench_search
 BUILD=${BUILD:-1}
 PGVECTOR=${PGVECTOR:-1}   # also the HNSW path, if pgvector is installed
 
 [ "$BUILD" = 1 ] && { tvdb_install_deps; tvdb_build; }
 MEMBW=$(mktemp /tmp/tvdb-membw.XXXXXX)
-trap 'tvdb_cluster_stop; rm -f "$MEMBW"' EXIT
+trap 'tvdb_cluster_stop; rm -rf "$MEMBW" "${WORK:-}"' EXIT
 gcc -O2 -o "$MEMBW" "$HERE/membw.c" -lpthread
 
 tvdb_cluster_start "shared_buffers = '$(( CHUNKS * DIMS * 4 / 1048576 * 2 + 256 ))MB'" \
@@ -81,26 +81,23 @@ q -c "CREATE TABLE bench_queries AS SELECT n, (SELECT array_agg((x + random() - 
                                                FROM unnest(c.v) WITH ORDINALITY u(x, o)) AS v
       FROM generate_series(1, $QUERIES) n JOIN centers c ON c.c = n * 37 % $CENTERS"
 
-# Seconds for each way over n queries (a warm-up query first).
+# Seconds for each way over n queries, as an application sends them (one
+# statement at a time through pgbench: in a DO block's loop the search ran
+# as slowly with a parallel worker as without).  A warm-up query first.
+WORK=$(mktemp -d /tmp/tvdb-bench-search.XXXXXX)
+chmod 755 "$WORK"
+bench_time() {  # bench_time <n> <sql using :n>: seconds for n statements
+    printf '\\set n random(1, %s)\n%s\n' "$QUERIES" "$2" >"$WORK/q.sql"
+    "$PGBIN/pgbench" -n -t 1 -f "$WORK/q.sql" "$DB" >/dev/null
+    "$PGBIN/pgbench" -n -t "$1" --random-seed=7 -f "$WORK/q.sql" "$DB" 2> >(grep -v "random seed" >&2) |
+        awk -v n="$1" '/latency average/ { print $4 * n / 1000 }'
+}
 time_tvdb() {
-    q -c "SELECT count(*) FROM tvdb.search((SELECT v FROM bench_queries WHERE n = 1), 10, model => 'bench')" >/dev/null
-    q -c "DO \$\$ DECLARE t timestamptz := clock_timestamp(); r record; BEGIN
-            FOR r IN SELECT v FROM bench_queries ORDER BY n LIMIT $1 LOOP
-                PERFORM count(*) FROM tvdb.search(r.v, 10, model => 'bench');
-            END LOOP;
-            RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t);
-          END \$\$" 2>&1 | sed -n 's/^NOTICE:  //p'
+    bench_time "$1" "SELECT * FROM tvdb.search((SELECT v FROM bench_queries WHERE n = :n), 10, model => 'bench');"
 }
 time_sql() {
-    q -c "DO \$\$ DECLARE t timestamptz := clock_timestamp(); r record; BEGIN
-            FOR r IN SELECT v FROM bench_queries ORDER BY n LIMIT $1 LOOP
-                PERFORM count(*) FROM (
-                    SELECT c.document_id, c.chunk_index FROM upload_pipeline.document_chunks c
-                    WHERE c.model = 'bench'
-                    ORDER BY (SELECT sum(a::float8 * b) FROM unnest(c.embedding, r.v) u(a, b)) DESC LIMIT 10) s;
-            END LOOP;
-            RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t);
-          END \$\$" 2>&1 | sed -n 's/^NOTICE:  //p'
+    bench_time "$1" "SELECT c.document_id, c.chunk_index FROM upload_pipeline.document_chunks c WHERE c.model = 'bench'
+ORDER BY (SELECT sum(a::float8 * b) FROM unnest(c.embedding, (SELECT v FROM bench_queries WHERE n = :n)) u(a, b)) DESC LIMIT 10;"
 }
 # Do both return the same chunks for a query?
 same=$(q -c "SELECT bool_and(a = b) FROM (
@@ -111,9 +108,9 @@ same=$(q -c "SELECT bool_and(a = b) FROM (
                FROM bench_queries WHERE n = 1) x")
 
 echo "== plans"
-q -c "EXPLAIN (COSTS OFF) SELECT tvdb._nearest(x.document_id, x.chunk_index, x.embedding, '$(q -c "SELECT v FROM bench_queries WHERE n = 1")'::real[], 10, 'cosine')
+q -c "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) SELECT tvdb._nearest(x.document_id, x.chunk_index, x.embedding, '$(q -c "SELECT v FROM bench_queries WHERE n = 1")'::real[], 10, 'cosine')
       FROM upload_pipeline.document_chunks x JOIN upload_pipeline.documents d ON d.document_id = x.document_id
-      WHERE x.model = 'bench' AND tvdb._may_see(d.owner)" | sed 's/^/   /'
+      WHERE x.model = 'bench' AND tvdb._may_see(d.owner)" | grep -v 'Output:' | sed 's/^/   /'   # each worker's share
 
 echo "== measuring"
 bw=$("$MEMBW" $(( CHUNKS * DIMS * 4 )) $(( WORKERS + 1 )) 5)
@@ -130,12 +127,7 @@ if [ "$PGVECTOR" = 1 ] && q -c "CREATE EXTENSION IF NOT EXISTS vector" 2>/dev/nu
     t0=$(date +%s)
     q -c "SET maintenance_work_mem = '2GB'" -c "SELECT tvdb.use_pgvector('bench', $DIMS)" >/dev/null
     build=$(( $(date +%s) - t0 ))
-    t_hnsw=$(q -c "DO \$\$ DECLARE t timestamptz := clock_timestamp(); r record; BEGIN
-            FOR r IN SELECT v FROM bench_queries ORDER BY n LOOP
-                PERFORM count(*) FROM tvdb.search(r.v, 10, model => 'bench');
-            END LOOP;
-            RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t);
-          END \$\$" 2>&1 | sed -n 's/^NOTICE:  //p')
+    t_hnsw=$(time_tvdb "$QUERIES")
     recall=$(q -c "SELECT round(avg((SELECT count(*) FROM tvdb.search(v, 10, model => 'bench') h
                                      WHERE (h.document_id, h.chunk_index) IN
                                            (SELECT e.document_id, e.chunk_index FROM tvdb.search(v, 10, model => 'bench', exact => true) e)) / 10.0), 3)
