@@ -7,7 +7,10 @@
 
 WEBHOOKD      = src/webhookd/tvdb-webhookd
 WEBHOOKD_SRCS = $(sort $(wildcard src/webhookd/*.c))
-WEBHOOKD_HDRS = $(wildcard src/webhookd/*.h)
+WEBHOOKD_HDRS = $(filter-out $(WEBHOOKD_ASSETS),$(wildcard src/webhookd/*.h))
+# the dashboard's page and script, compiled in: nothing to find at run time
+WEBHOOKD_PAGES  = src/webhookd/page/dashboard.html src/webhookd/page/dashboard.js
+WEBHOOKD_ASSETS = src/webhookd/page_assets.h
 
 WEBHOOKD_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -pthread \
 	-DTVDB_VERSION='"$(EXTVERSION)"' \
@@ -25,7 +28,10 @@ clean: clean-webhookd
 
 tvdb-webhookd-build: $(WEBHOOKD)
 
-$(WEBHOOKD): $(WEBHOOKD_SRCS) $(WEBHOOKD_HDRS)
+$(WEBHOOKD_ASSETS): $(WEBHOOKD_PAGES) mk/embed.sh
+	sh mk/embed.sh $(WEBHOOKD_PAGES) > $@ || { rm -f $@; exit 1; }
+
+$(WEBHOOKD): $(WEBHOOKD_SRCS) $(WEBHOOKD_HDRS) $(WEBHOOKD_ASSETS)
 	$(CC) $(WEBHOOKD_CFLAGS) -o $@ $(WEBHOOKD_SRCS) $(WEBHOOKD_LIBS)
 
 install-webhookd: $(WEBHOOKD)
@@ -36,4 +42,4 @@ uninstall-webhookd:
 	rm -f '$(DESTDIR)$(bindir)/tvdb-webhookd'
 
 clean-webhookd:
-	rm -f $(WEBHOOKD)
+	rm -f $(WEBHOOKD) $(WEBHOOKD_ASSETS)

@@ -37,3 +37,10 @@ GRANT SELECT ON tvdb.jobs, tvdb.statuses, tvdb.allowed_transitions, tvdb.usage_s
 
 -- tvdb_webhook: hand a callback to the handler, nothing else.
 GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO tvdb_webhook;
+
+-- The operator's window (66_dashboard): monitors read it in SQL, and
+-- tvdb-webhookd serves it to a monitor's bearer token.
+GRANT EXECUTE ON FUNCTION tvdb.dashboard(integer), tvdb.find_documents(text, integer),
+                          tvdb.document_timeline(uuid)
+    TO tvdb_monitor;
+GRANT EXECUTE ON FUNCTION tvdb.monitor_with_token(text, text, text) TO tvdb_webhook;

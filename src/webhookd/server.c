@@ -7,6 +7,10 @@
  *                                      to tvdb.upload_with_token(), relayed the same way
  *   GET  /health, /api/v1/webhooks/health   tvdb.health as JSON (503 when down)
  *   GET  /metrics                      tvdb.metrics(), Prometheus text format
+ *   GET  /, /documents/{id}, /dashboard.js   the dashboard's page (no data in it)
+ *   GET  /api/v1/status, /api/v1/documents?q=, /api/v1/documents/{id}
+ *                                      with a monitor's bearer token, to
+ *                                      tvdb.monitor_with_token(), relayed
  *
  * libmicrohttpd runs one thread per connection, so a request may block in
  * libpq without stalling others; the connection limit bounds the threads.
@@ -44,6 +48,13 @@ static const char *const token_sql = "SELECT tvdb.api_token_valid($1::text)";
 static const char *const health_sql =
 "SELECT h.status, (jsonb_build_object('database', 'up') || to_jsonb(h))::text FROM tvdb.health h";
 static const char *const metrics_sql = "SELECT tvdb.metrics()";
+static const char *const monitor_sql =
+"SELECT (r->>'http_status')::int, r::text "
+"FROM tvdb.monitor_with_token($1::text, $2::text, $3::text) AS r";
+
+/* The page may run its own script and talk to us, and nothing else. */
+#define PAGE_POLICY "default-src 'none'; script-src 'self'; connect-src 'self'; " \
+	"style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 #define BEARER_CHALLENGE "Bearer realm=\"tvdb\""
 #define BEARER_INVALID   "Bearer realm=\"tvdb\", error=\"invalid_token\""
@@ -54,7 +65,9 @@ typedef enum Route
 	ROUTE_WEBHOOK,
 	ROUTE_UPLOAD,
 	ROUTE_HEALTH,
-	ROUTE_METRICS
+	ROUTE_METRICS,
+	ROUTE_PAGE,
+	ROUTE_MONITOR
 } Route;
 
 static const struct
@@ -68,7 +81,24 @@ static const struct
 	{"/health", ROUTE_HEALTH, false},
 	{"/api/v1/webhooks/health", ROUTE_HEALTH, false},
 	{"/metrics", ROUTE_METRICS, false},
+	{"/", ROUTE_PAGE, false},
+	{"/dashboard.js", ROUTE_PAGE, false},
+	{"/documents/", ROUTE_PAGE, false},	/* a prefix: /documents/{id} */
+	{"/api/v1/status", ROUTE_MONITOR, false},
+	{"/api/v1/documents", ROUTE_MONITOR, false},
+	{"/api/v1/documents/", ROUTE_MONITOR, false},	/* a prefix */
 };
+
+/* Does url take this route: the same path, or below a path ending in '/'? */
+static bool
+route_matches(const char *url, const char *path)
+{
+	size_t		n = strlen(path);
+
+	if (n > 1 && path[n - 1] == '/')
+		return strncmp(url, path, n) == 0 && url[n] != '\0';
+	return strcmp(url, path) == 0;
+}
 
 /* Per-request state, kept in libmicrohttpd's con_cls between calls. */
 typedef struct Request
@@ -88,6 +118,8 @@ typedef struct Request
 } Request;
 
 static const Config *config;
+
+static const char *bearer_token(struct MHD_Connection *conn);
 
 /* Requests under way, so that a shutdown can let them finish first. */
 static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -280,7 +312,7 @@ relay(struct MHD_Connection *conn, Request *req, PGresult *res)
 		if (status < 100 || status > 599)
 			ret = reply_error(conn, req, 500, "database_error",
 							  "the handler returned an invalid http_status", NULL);
-		else if (status == 401 && req->route == ROUTE_UPLOAD)	/* revoked meanwhile */
+		else if (status == 401 && (req->route == ROUTE_UPLOAD || req->route == ROUTE_MONITOR))
 			ret = reply_as(conn, req, 401, "application/json", PQgetvalue(res, 0, 1),
 						   PQgetlength(res, 0, 1), MHD_HTTP_HEADER_WWW_AUTHENTICATE, BEARER_INVALID);
 		else
@@ -425,6 +457,85 @@ handle_metrics(struct MHD_Connection *conn, Request *req)
 					   PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0), NULL, NULL);
 	PQclear(res);
 	return ret;
+}
+
+/* The dashboard's page or script; 404 for any other path under /documents/. */
+static enum MHD_Result
+handle_page(struct MHD_Connection *conn, Request *req, const char *url)
+{
+	const char *type;
+	size_t		len;
+	const char *body = page_for(url, &type, &len);
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (body == NULL)
+		return reply_error(conn, req, 404, "not_found", "a document's page is /documents/{document id}", NULL);
+	resp = MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(resp, "Content-Security-Policy", PAGE_POLICY);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	ret = MHD_queue_response(conn, 200, resp);
+	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+		req->status = 200;
+	return ret;
+}
+
+/*
+ * The dashboard's data: the bearer token, what is asked (status, search,
+ * document) and its argument to tvdb.monitor_with_token(), which checks
+ * them all; its answer relayed.
+ */
+static enum MHD_Result
+handle_monitor(struct MHD_Connection *conn, Request *req, const char *url)
+{
+	const char *token = bearer_token(conn);
+	const Oid	types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	const char *params[3];
+	char	   *own;
+	PGresult   *res = NULL;
+	char		errbuf[512];
+	DbOutcome	outcome;
+
+	if (token == NULL)
+		return reply_error(conn, req, 401, "unauthorized",
+						   "an Authorization: Bearer <token> header is required (a token owned by tvdb_monitor)",
+						   BEARER_CHALLENGE);
+	own = strndup(token, strcspn(token, " "));
+	if (own == NULL)
+		return MHD_NO;
+	params[0] = own;
+	if (strcmp(url, "/api/v1/status") == 0)
+	{
+		params[1] = "status";
+		params[2] = NULL;
+	}
+	else if (strcmp(url, "/api/v1/documents") == 0)
+	{
+		params[1] = "search";
+		params[2] = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "q");
+	}
+	else
+	{
+		params[1] = "document";
+		params[2] = url + strlen("/api/v1/documents/");
+	}
+	outcome = pool_exec(monitor_sql, 3, types, params, NULL, NULL, &res, errbuf, sizeof(errbuf));
+	explicit_bzero(own, strlen(own));
+	free(own);
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	/* class 22: an argument the database cannot take as text (bad UTF-8) */
+	if (outcome == DB_SQL_ERROR && strncmp(pool_sqlstate(), "22", 2) == 0)
+		return reply_error(conn, req, 400, "bad_request", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+	return relay(conn, req, res);
 }
 
 /* ---- libmicrohttpd callbacks --------------------------------------- */
@@ -591,7 +702,7 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		copy_printable(req->method, sizeof(req->method), method);
 		copy_printable(req->path, sizeof(req->path), url);
 		for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-			if (strcmp(url, routes[i].path) == 0)
+			if (route_matches(url, routes[i].path))
 			{
 				req->route = routes[i].route;
 				req->post = routes[i].post;
@@ -621,6 +732,10 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 			return handle_upload(conn, req);
 		case ROUTE_METRICS:
 			return handle_metrics(conn, req);
+		case ROUTE_PAGE:
+			return handle_page(conn, req, url);
+		case ROUTE_MONITOR:
+			return handle_monitor(conn, req, url);
 		default:
 			return handle_health(conn, req);
 	}

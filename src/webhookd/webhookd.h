@@ -88,6 +88,9 @@ extern const char *upload_content_type(const Upload *u);
 extern const Buf *upload_file(const Upload *u);
 extern void upload_free(Upload *u);
 
+/* page.c — the dashboard's page and script for a GET of url, or NULL */
+extern const char *page_for(const char *url, const char **type, size_t *len);
+
 /* server.c — routes and request handling on libmicrohttpd */
 struct MHD_Daemon;
 struct sockaddr;

@@ -1,0 +1,1 @@
+../../install/66_dashboard.sql
