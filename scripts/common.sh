@@ -12,9 +12,9 @@ APT_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgres
               libcurl4-openssl-dev libcmark-gfm-dev libcmark-gfm-extensions-dev
               libmicrohttpd-dev libpq-dev pgtap make gcc curl python3"
 
-tvdb_install_deps() {
+tvdb_install_deps() {   # [package...]: these instead of tvdb's own
     local missing=()
-    for p in $APT_PACKAGES; do
+    for p in ${*:-$APT_PACKAGES}; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0

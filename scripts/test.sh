@@ -8,7 +8,8 @@
 # the budget race on a cluster of its own with four
 # workers (test/budget), several databases on a cluster of their own
 # (test/multidb), the upgrade from 0.1.0 (test/upgrade) and pg_dump/pg_restore
-# mid-pipeline (test/restore) and the main command, scripts/demo.sh (test/demo).  Meanwhile pg_cron on a socket-only cluster of its own
+# mid-pipeline (test/restore), the dashboard in headless Chromium
+# (test/dashboard) and the main command, scripts/demo.sh (test/demo).  Meanwhile pg_cron on a socket-only cluster of its own
 # (test/cron), which mostly waits for the minute.  Exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -59,6 +60,8 @@ echo "== ALTER EXTENSION tvdb UPDATE from 0.1.0, with documents in flight"
 bash test/upgrade/run.sh || failed=1
 echo "== backup and restore, mid-pipeline"
 bash test/restore/run.sh || failed=1
+echo "== the operator's window: tvdb-webhookd's dashboard in headless Chromium"
+bash test/dashboard/run.sh || failed=1
 echo "== the README's main command (scripts/demo.sh, offline and --real)"
 bash test/demo/run.sh || failed=1
 echo "== pg_cron on a socket-only cluster"

@@ -189,12 +189,13 @@ async function refresh() {
 }
 
 async function search(ev) {
-  ev.preventDefault();
+  if (ev) ev.preventDefault();
   const q = $('search').value.trim();
   if (!q) return;
   try {
     const r = await api('/api/v1/documents?q=' + encodeURIComponent(q));
     $('found').hidden = false;
+    $('found').dataset.term = q;
     fill('found', r.documents.length ? r.documents.map((d) => el('tr', {},
       el('td', {}, docLink(d, d.filename)), el('td', {}, badge(d.status)), cell(when(d.created_at)),
       el('td', {}, el('code', {}, d.correlation_id))))
@@ -259,6 +260,12 @@ function start() {
     $('dashboard').hidden = false;
     refresh();
     timer = setInterval(refresh, REFRESH_MS);
+    // /?q=term: a search to link to
+    const q = new URLSearchParams(location.search).get('q');
+    if (q) {
+      $('search').value = q;
+      search();
+    }
   }
 }
 
