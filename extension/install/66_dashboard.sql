@@ -166,7 +166,10 @@ BEGIN
         UNION ALL
         SELECT a.last_at, 'alert', a.kind, NULL, NULL, NULL, NULL,
                concat_ws('; ', a.severity, a.message, CASE WHEN a.count > 1 THEN a.count || ' times' END), a.alert_id
-        FROM upload_pipeline.alerts a WHERE a.job_id IN (SELECT job_id FROM jobs)
+        -- a coalesced alert keeps its first job; its message names the latest
+        FROM upload_pipeline.alerts a
+        WHERE a.job_id IN (SELECT job_id FROM jobs)
+           OR EXISTS (SELECT FROM jobs x WHERE strpos(a.message, x.job_id::text) > 0)
     ) t (at, kind, what, seconds, http_status, latency_ms, cost_usd, detail, seq)
     -- a transaction's events share its time: their sequence orders them
     ORDER BY t.at, CASE t.kind WHEN 'request' THEN 1 WHEN 'alert' THEN 2 ELSE 0 END, t.seq;
