@@ -71,6 +71,7 @@ double		tvdb_llamaparse_usd_per_1000_credits = 1.25;
 double		tvdb_budget_throttle_at = 0;
 bool		tvdb_reuse_parses = true;
 bool		tvdb_embedding_cache = true;
+bool		tvdb_log_requests = false;
 int			tvdb_budget_throttle_rpm = 60;
 int			tvdb_embedding_batch_inputs = 2048;
 int			tvdb_query_cache_entries = 256;
@@ -612,6 +613,10 @@ tvdb_define_settings(void)
 	DefineCustomBoolVariable("tvdb.embedding_cache", "Reuse the vector of a chunk whose text was embedded before.",
 							 "Keyed by the text's sha256, the model and the dimensions; the ledger shows what it saved.",
 							 &tvdb_embedding_cache, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	/* read by the ledger's trigger (68_logs.sql): a line per answered request */
+	DefineCustomBoolVariable("tvdb.log_requests", "Write a server-log line for every external request when its answer is recorded.",
+							 "Service, operation, HTTP status, latency, cost, and each job with its correlation id; never a key or a document's content.",
+							 &tvdb_log_requests, false, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("tvdb.budget_throttle_at", "Share of a budget above which its service is slowed down (0: never).",
 							 "Above it, a service covered by the budget sends at most tvdb.budget_throttle_rpm requests a minute.",
 							 &tvdb_budget_throttle_at, 0, 0, 1, PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -83,6 +83,7 @@ extern double tvdb_llamaparse_usd_per_1000_credits;
 extern double tvdb_budget_throttle_at;
 extern bool tvdb_reuse_parses;
 extern bool tvdb_embedding_cache;
+extern bool tvdb_log_requests;
 extern int	tvdb_budget_throttle_rpm;
 extern int	tvdb_embedding_batch_inputs;
 extern int	tvdb_query_cache_entries;

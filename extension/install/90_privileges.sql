@@ -43,4 +43,4 @@ GRANT EXECUTE ON FUNCTION tvdb.handle_llamaparse_webhook(bytea, jsonb, jsonb) TO
 GRANT EXECUTE ON FUNCTION tvdb.dashboard(integer), tvdb.find_documents(text, integer),
                           tvdb.document_timeline(uuid)
     TO tvdb_monitor;
-GRANT EXECUTE ON FUNCTION tvdb.monitor_with_token(text, text, text) TO tvdb_webhook;
+GRANT EXECUTE ON FUNCTION tvdb.monitor_with_token(text, text, text), tvdb._job_correlation(text) TO tvdb_webhook;

@@ -38,11 +38,12 @@
 /* A bearer token longer than this is not one of ours (they are 69 characters). */
 #define MAX_TOKEN 512
 
+/* Relayed answers: the status, the body, and the job and correlation id it concerns, for the log. */
 static const char *const webhook_sql =
-"SELECT (r->>'http_status')::int, r::text "
+"SELECT (r->>'http_status')::int, r::text, r->>'job_id', tvdb._job_correlation(r->>'job_id') "
 "FROM tvdb.handle_llamaparse_webhook($1::bytea, $2::jsonb, $3::jsonb) AS r";
 static const char *const upload_sql =
-"SELECT (r->>'http_status')::int, r::text "
+"SELECT (r->>'http_status')::int, r::text, r->>'job_id', r->>'correlation_id' "
 "FROM tvdb.upload_with_token($1::text, $2::text, $3::bytea, $4::text) AS r";
 static const char *const token_sql = "SELECT tvdb.api_token_valid($1::text)";
 static const char *const health_sql =
@@ -114,6 +115,8 @@ typedef struct Request
 	size_t		received;		/* body bytes seen, kept or not */
 	bool		too_large;
 	unsigned	status;			/* response queued, 0 if none yet */
+	char		job[40];		/* the job the answer names, for the log */
+	char		correlation[40];
 	const char *dropped;		/* why we closed the connection, for the log */
 } Request;
 
@@ -318,6 +321,11 @@ relay(struct MHD_Connection *conn, Request *req, PGresult *res)
 		else
 			ret = reply(conn, req, (unsigned) status, PQgetvalue(res, 0, 1),
 						PQgetlength(res, 0, 1), NULL);
+	}
+	if (PQnfields(res) >= 4 && PQntuples(res) == 1)
+	{
+		copy_printable(req->job, sizeof(req->job), PQgetvalue(res, 0, 2));
+		copy_printable(req->correlation, sizeof(req->correlation), PQgetvalue(res, 0, 3));
 	}
 	PQclear(res);
 	return ret;
@@ -767,9 +775,11 @@ request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		wlog("%s %s %s %.1fms (closed: %s)", req->method, req->path, status,
 			 elapsed_ms(&req->started), req->dropped);
 	else
-		wlog("%s %s %s %.1fms%s", req->method, req->path, status,
+		wlog("%s %s %s %.1fms%s%s%s%s%s", req->method, req->path, status,
 			 elapsed_ms(&req->started),
-			 (unsigned) toe < sizeof(why) / sizeof(why[0]) ? why[toe] : " (closed)");
+			 (unsigned) toe < sizeof(why) / sizeof(why[0]) ? why[toe] : " (closed)",
+			 req->job[0] ? " job=" : "", req->job,
+			 req->correlation[0] ? " correlation=" : "", req->correlation);
 	buf_free(&req->body);
 	upload_free(req->upload);
 	if (req->token != NULL)

@@ -169,6 +169,33 @@ shoot "$URL/documents/$report#token=$MON" "$OUT/timeline.png"
 browse "$URL/documents/$broken_doc#token=$MON"
 dom 'd.text("doc-error")' | grep -q "LlamaParse said the file is corrupt"; ok $? "a failed document's page says why it failed"
 
+# ---- logs that follow a document ---------------------------------------------
+LOG=$TVDB_CLUSTER_DIR/server.log
+printf '# title\n' >"$WORK/new.md"
+curl -s -o "$WORK/body" -H "Authorization: Bearer $UP" -F "file=@$WORK/new.md;type=text/markdown" "$URL/api/v1/upload"
+new_job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job_id"])' "$WORK/body")
+new_corr=$(q "SELECT correlation_id FROM upload_pipeline.upload_jobs WHERE job_id = '$new_job'")
+for _ in $(seq 1 20); do grep -q "POST /api/v1/upload 201" "$WORK/daemon.log" && break; sleep 0.1; done
+grep -q "POST /api/v1/upload 201 .*job=$new_job correlation=$new_corr" "$WORK/daemon.log"
+ok $? "tvdb-webhookd's line for an upload names its job and correlation id" "$(tail -2 "$WORK/daemon.log")"
+quiet=$(q "INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms)
+           VALUES ('llamaparse', 'job_status', '$new_job', 200, 5) RETURNING usage_id")
+q "ALTER SYSTEM SET tvdb.log_requests = on"; q "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+sent=$(q "INSERT INTO upload_pipeline.usage (service, operation, job_id, state, estimated_usd, reserved_usd, owner)
+          VALUES ('llamaparse', 'upload', '$new_job', 'sent', 0.003, 0.003, 'test pid 1') RETURNING usage_id")
+q "UPDATE upload_pipeline.usage SET state = 'answered', http_status = 200, latency_ms = 321.25, cost_usd = 0.003,
+   reserved_usd = 0 WHERE usage_id = $sent"
+q "SELECT tvdb.transition('$new_job', 'parse_queued'), tvdb.transition('$new_job', 'failed_parse', '{\"error\": \"the parser gave up\"}')" >/dev/null
+q "ALTER SYSTEM RESET tvdb.log_requests"; q "SELECT pg_reload_conf()" >/dev/null
+grep -q "tvdb request: service=llamaparse operation=upload status=200 latency_ms=321.3 state=answered cost_usd=0.003 usage_id=$sent job=$new_job correlation=$new_corr" "$LOG"
+ok $? "with tvdb.log_requests on, an answered request's line names service, status, latency, cost, job and correlation id" \
+   "$(grep "tvdb request" "$LOG" | tail -3)"
+! grep -q "usage_id=$quiet " "$LOG"; ok $? "with it off, none"
+grep -q "tvdb job failed: job=$new_job correlation=$new_corr status=failed_parse attempt=1 error=the parser gave up" "$LOG"
+ok $? "a failed job's line names the job, its correlation id and why" "$(grep "tvdb job failed" "$LOG" | tail -2)"
+! grep -q "tvdb_[0-9a-f]\{20\}" "$LOG" "$WORK/daemon.log"; ok $? "no bearer token in either log"
+
 # ---- cheap on a large history ------------------------------------------------
 # 100,000 finished jobs with their events, loaded in bulk; then no statement
 # behind the dashboard reads upload_jobs, events, usage or documents whole.

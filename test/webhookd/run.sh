@@ -156,6 +156,10 @@ check "  markdown stored at storage://parsed/{document_id}/{job_id}.md" eq \
                    AND convert_from(content, 'UTF8') LIKE '# Title%'
             FROM upload_pipeline.blobs WHERE path = 'storage://parsed/$DOC/$JOB.md'")" t
 before=$(events "$JOB")
+# (the line is written when the connection is done with, just after the answer)
+line="POST $HOOK 200 .* job=$JOB correlation=$(sql "SELECT correlation_id FROM upload_pipeline.upload_jobs WHERE job_id = '$JOB'")"
+for _ in $(seq 1 30); do grep -q "$line" "$WORK/daemon.log" && break; sleep 0.1; done
+check "  the daemon's line names the job and its correlation id" eq "$(grep -c "$line" "$WORK/daemon.log")" 1
 check "same delivery again: 200 duplicate" eq "$(deliver "$WORK/first.json") $(result)" "200 duplicate"
 check "  no second event" eq "$(events "$JOB") $(events "$JOB" parse_completed)" "$before 1"
 

@@ -1,0 +1,1 @@
+../../install/68_logs.sql
