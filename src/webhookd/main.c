@@ -58,7 +58,7 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-			"%s %s — tvdb's HTTP front door: callbacks, uploads, health, metrics\n"
+			"%s %s — tvdb's HTTP front door: callbacks, uploads, health, metrics, dashboard\n"
 			"\n"
 			"Usage: %s [OPTION]...\n"
 			"\n"
@@ -72,7 +72,9 @@ usage(FILE *out)
 			"  --help             show this help and exit\n"
 			"\n"
 			"Endpoints: POST /api/v1/webhooks/llamaparse, POST /api/v1/upload,\n"
-			"           GET /health, GET /api/v1/webhooks/health, GET /metrics\n",
+			"           GET /health, GET /api/v1/webhooks/health, GET /metrics,\n"
+			"           GET / and /documents/{id} (the dashboard), GET /api/v1/status,\n"
+			"           GET /api/v1/documents?q=, GET /api/v1/documents/{id}\n",
 			progname, TVDB_VERSION, progname);
 }
 
