@@ -68,8 +68,8 @@ $$;
 COMMENT ON FUNCTION tvdb.dashboard(integer) IS
     'the pipeline now as JSON: health, backlog, jobs per status, throughput and stage latency over the last hour, cost today and this month with each budget, circuits, the latest alerts and the newest documents';
 
--- Documents by id (a document's or a job's), correlation id, or the start
--- of a filename (case-insensitive), newest first.
+-- Documents by id (a document's or a job's) or correlation id, newest
+-- first; or by the start of a filename (case-insensitive), in name order.
 CREATE FUNCTION tvdb.find_documents(term text, max integer DEFAULT 20)
     RETURNS TABLE (document_id uuid, job_id uuid, filename text, status text, correlation_id uuid,
                    created_at timestamptz)
@@ -94,21 +94,30 @@ BEGIN
     IF term ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN
         id := term::uuid;
     END IF;
+    IF id IS NOT NULL THEN
+        RETURN QUERY
+        SELECT j.document_id, j.job_id, d.filename, j.status, j.correlation_id, j.created_at
+        FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+        WHERE j.document_id = id OR j.job_id = id OR j.correlation_id = id
+        ORDER BY j.created_at DESC
+        LIMIT max;
+        RETURN;
+    END IF;
+    -- the first names in order, read from the index: a prefix a million
+    -- names share costs no more than one that a single name has
     RETURN QUERY
-    SELECT j.document_id, j.job_id, d.filename, j.status, j.correlation_id, j.created_at
-    FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
-    WHERE j.document_id = id OR j.job_id = id OR j.correlation_id = id
-    UNION
-    SELECT j.document_id, j.job_id, d.filename, j.status, j.correlation_id, j.created_at
-    FROM upload_pipeline.documents d JOIN upload_pipeline.upload_jobs j USING (document_id)
-    WHERE id IS NULL
-      AND lower(d.filename) LIKE replace(replace(replace(lower(term), '\', '\\'), '%', '\%'), '_', '\_') || '%'
-    ORDER BY 6 DESC
-    LIMIT max;
+    SELECT d.document_id, j.job_id, d.filename, j.status, j.correlation_id, j.created_at
+    FROM (SELECT x.document_id, x.filename FROM upload_pipeline.documents x
+          WHERE lower(x.filename) LIKE replace(replace(replace(lower(term), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+          ORDER BY lower(x.filename) USING ~<~, x.document_id   -- the index's order (text_pattern_ops)
+          LIMIT max) d
+    LEFT JOIN LATERAL (SELECT y.* FROM upload_pipeline.upload_jobs y WHERE y.document_id = d.document_id
+                       ORDER BY y.created_at DESC LIMIT 1) j ON true
+    ORDER BY lower(d.filename) USING ~<~, d.document_id;
 END
 $$;
 COMMENT ON FUNCTION tvdb.find_documents(text, integer) IS
-    'documents by document, job or correlation id, or by the start of their filename (case-insensitive), newest first';
+    'documents by document, job or correlation id (newest first), or by the start of their filename (case-insensitive, in name order); each with its latest job';
 
 -- One document end to end, oldest first: each status with the time spent
 -- in it, other events (retries, failures, refusals), every request made for
@@ -148,21 +157,25 @@ BEGIN
         FROM upload_pipeline.events e
         WHERE e.document_id = document_timeline.document_id AND e.to_status IS NULL
         UNION ALL
-        -- a batch's cost shared by its jobs' tokens in it, as tvdb.job_costs shares it
         SELECT u.ts, 'request', u.service || ' ' || u.operation, NULL, u.http_status, u.latency_ms,
-               round(CASE WHEN u.job_id IS NOT NULL THEN u.cost_usd
-                          ELSE u.cost_usd * coalesce(
-                              u.job_tokens[array_position(u.job_ids, b.job_id)]::numeric
-                                  / nullif((SELECT sum(t) FROM unnest(u.job_tokens) t), 0),
-                              1.0 / cardinality(u.job_ids)) END, 10),
-               concat_ws('; ', u.state, u.error, 'pages ' || u.pages, 'tokens ' || u.prompt_tokens,
-                         CASE WHEN cardinality(u.job_ids) > 1
-                              THEN format('batch of %s jobs costing %s USD', cardinality(u.job_ids), u.cost_usd) END),
+               round(u.cost_usd, 10), concat_ws('; ', u.state, u.error, 'pages ' || u.pages, 'tokens ' || u.prompt_tokens),
                u.usage_id
         FROM upload_pipeline.usage u
-        LEFT JOIN LATERAL (SELECT x.job_id FROM jobs x WHERE x.job_id = ANY (u.job_ids) LIMIT 1) b ON true
         WHERE u.job_id IN (SELECT job_id FROM jobs)
-           OR (u.job_id IS NULL AND u.job_ids && ARRAY(SELECT job_id FROM jobs))
+        UNION ALL
+        -- a batch (no job_id, its jobs in job_ids: the GIN index): its cost
+        -- shared by its jobs' tokens in it, as tvdb.job_costs shares it
+        SELECT u.ts, 'request', u.service || ' ' || u.operation, NULL, u.http_status, u.latency_ms,
+               round(u.cost_usd * coalesce(
+                         u.job_tokens[array_position(u.job_ids, b.job_id)]::numeric
+                             / nullif((SELECT sum(t) FROM unnest(u.job_tokens) t), 0),
+                         1.0 / cardinality(u.job_ids)), 10),
+               concat_ws('; ', u.state, u.error, 'tokens ' || u.prompt_tokens,
+                         format('batch of %s jobs costing %s USD', cardinality(u.job_ids), u.cost_usd)),
+               u.usage_id
+        FROM upload_pipeline.usage u
+        CROSS JOIN LATERAL (SELECT x.job_id FROM jobs x WHERE x.job_id = ANY (u.job_ids) LIMIT 1) b
+        WHERE u.job_id IS NULL AND u.job_ids && ARRAY(SELECT job_id FROM jobs)
         UNION ALL
         SELECT a.last_at, 'alert', a.kind, NULL, NULL, NULL, NULL,
                concat_ws('; ', a.severity, a.message, CASE WHEN a.count > 1 THEN a.count || ' times' END), a.alert_id

@@ -224,6 +224,15 @@ scans=$(echo "$plans" | grep -Eo "Seq Scan on (upload_jobs|events|usage|document
 grep -q "Index Scan Backward using upload_jobs_created_idx" "$OUT/dashboard-plans.txt"
 ok $? "(the plans were captured: the newest documents come from upload_jobs_created_idx)"
 is "$scans" "" "on 100,000 finished jobs no statement of tvdb.dashboard() scans the history (plans: test/dashboard/out/dashboard-plans.txt)"
+plans=$(psql -X -q -At -d "$DB" -c "LOAD 'auto_explain'" -c "SET auto_explain.log_min_duration = 0" \
+        -c "SET auto_explain.log_nested_statements = on" -c "SET auto_explain.log_level = notice" \
+        -c "SET client_min_messages = notice" \
+        -c "SELECT count(*) FROM tvdb.document_timeline('$report')" \
+        -c "SELECT count(*) FROM tvdb.find_documents('old-5')" -c "SELECT count(*) FROM tvdb.find_documents('$report')" 2>&1)
+echo "$plans" > "$OUT/timeline-plans.txt"
+scans=$(echo "$plans" | grep -Eo "Seq Scan on (upload_jobs|events|usage|documents)[a-z_]*" | sort -u | tr '\n' ' ')
+grep -q "Index Scan.* on usage" "$OUT/timeline-plans.txt"; ok $? "(the plans were captured: the timeline's requests come from the ledger's indexes)"
+is "$scans" "" "nor does a document's timeline or a search (plans: test/dashboard/out/timeline-plans.txt)"
 is "$(api "/api/v1/documents?q=old-99999")" 200 "a search by filename still answers"
 grep -q '"old-99999.md"' "$WORK/body"; ok $? "and finds the one document"
 
