@@ -73,3 +73,22 @@ WHERE p.proname IN ('dashboard', 'find_documents', 'document_timeline', 'monitor
   AND r.rolname IN ('tvdb_app', 'tvdb_webhook', 'tvdb_monitor')
   AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
 ORDER BY 1, 2;
+
+-- Cost today and this month, and every budget's spend, come from daily
+-- totals the ledger's triggers keep: after every insert, update and delete
+-- of the files before this one, and these, they equal the ledger's sums.
+CREATE TEMP VIEW days_disagree AS
+WITH kept AS (SELECT day, service, sum(cost_usd) AS cost FROM upload_pipeline.usage_days
+              GROUP BY 1, 2 HAVING sum(cost_usd) <> 0),
+     ledger AS (SELECT (ts AT TIME ZONE 'UTC')::date AS day, service, sum(cost_usd) AS cost FROM upload_pipeline.usage
+                GROUP BY 1, 2 HAVING sum(cost_usd) <> 0)
+SELECT (SELECT count(*) FROM (TABLE kept EXCEPT TABLE ledger) a) + (SELECT count(*) FROM (TABLE ledger EXCEPT TABLE kept) b)
+       AS days_disagree, (SELECT count(*) FROM ledger) > 1 AS several_days;
+SELECT * FROM days_disagree;
+UPDATE upload_pipeline.usage SET cost_usd = cost_usd * 2 WHERE job_id = :'j1';
+INSERT INTO upload_pipeline.usage (ts, service, operation, cost_usd) VALUES (now() - interval '40 days', 'openai', 'embeddings', 1.5);
+DELETE FROM upload_pipeline.usage WHERE job_ids @> ARRAY[:'j2']::uuid[];
+SELECT * FROM days_disagree;
+SELECT (tvdb.dashboard()->'costs'->>'today_usd')::numeric
+     = (SELECT sum(cost_usd) FROM upload_pipeline.usage WHERE ts >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+       AS today_as_ledger;

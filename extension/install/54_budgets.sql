@@ -64,11 +64,14 @@ CREATE FUNCTION tvdb._budget_used(service text, period text, OUT spent numeric, 
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(sum(u.cost_usd), 0), coalesce(sum(u.reserved_usd), 0)
-    FROM upload_pipeline.usage u
-    WHERE u.ts >= tvdb._period_start(period, now())
-      AND (_budget_used.service = 'all' OR u.service = _budget_used.service)
-      AND u.service IN ('llamaparse', 'openai')
+    -- spent from the daily totals (51_usage_days); reserved from the rows that hold some
+    SELECT tvdb._spent_since(CASE WHEN _budget_used.service = 'all' THEN '{llamaparse,openai}'
+                                  ELSE ARRAY[_budget_used.service] END,
+                             (tvdb._period_start(period, now()) AT TIME ZONE 'UTC')::date),
+           (SELECT coalesce(sum(u.reserved_usd), 0) FROM upload_pipeline.usage u
+            WHERE u.reserved_usd > 0 AND u.ts >= tvdb._period_start(period, now())
+              AND (_budget_used.service = 'all' OR u.service = _budget_used.service)
+              AND u.service IN ('llamaparse', 'openai'))
 $$;
 
 CREATE VIEW tvdb.budgets AS

@@ -17,8 +17,9 @@ CREATE FUNCTION tvdb.dashboard(recent integer DEFAULT 20) RETURNS jsonb
 AS $$
 DECLARE
     h record;
-    today timestamptz := date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
-    month timestamptz := date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    today timestamp := date_trunc('day', now() AT TIME ZONE 'UTC');
+    month timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+    services text[] := '{llamaparse,openai,mock,local}';
 BEGIN
     IF recent IS NULL OR recent NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION 'recent must be between 1 and 200'
@@ -44,8 +45,8 @@ BEGIN
                                                         'p50_seconds', l.p50_seconds, 'p95_seconds', l.p95_seconds))
                     FROM tvdb.stage_latency(interval '1 hour') l),
         'costs', jsonb_build_object(
-            'today_usd', (SELECT coalesce(sum(u.cost_usd), 0) FROM upload_pipeline.usage u WHERE u.ts >= today),
-            'month_usd', (SELECT coalesce(sum(u.cost_usd), 0) FROM upload_pipeline.usage u WHERE u.ts >= month),
+            'today_usd', tvdb._spent_since(services, today::date),
+            'month_usd', tvdb._spent_since(services, month::date),
             'budgets', h.budgets),
         'circuits', h.circuits,
         'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('kind', a.kind, 'severity', a.severity,

@@ -153,11 +153,16 @@ $(q tvdb_src "SELECT string_agg(format('%s=%s', status, n), ' ' ORDER BY status)
                 (SELECT status, count(*) AS n FROM upload_pipeline.upload_jobs JOIN tvdb.statuses s USING (status)
                  WHERE s.is_terminal GROUP BY status) f")" \
        "$db: the queue of open jobs and the counts of finished ones refilled"
+    days="SELECT coalesce(string_agg(format('%s/%s=%s', day, service, cost), ' ' ORDER BY day, service), '-') FROM
+            (SELECT day, service, sum(cost_usd) AS cost FROM upload_pipeline.usage_days GROUP BY 1, 2 HAVING sum(cost_usd) <> 0) d"
+    is "$(q $db "$days")" "$(q tvdb_src "SELECT coalesce(string_agg(format('%s/%s=%s', day, service, cost), ' ' ORDER BY day, service), '-') FROM
+            (SELECT (ts AT TIME ZONE 'UTC')::date AS day, service, sum(cost_usd) AS cost FROM upload_pipeline.usage
+             GROUP BY 1, 2 HAVING sum(cost_usd) <> 0) d")" "$db: the daily costs refilled from the restored ledger"
 done
 is "$(wc -l < "$WORK/rows.src" | tr -d ' ')" \
    "$(q tvdb_src "SELECT count(*) FROM pg_tables WHERE schemaname = 'upload_pipeline'
-                    AND tablename NOT IN ('job_queue', 'finished_counts')")" \
-   "every table of upload_pipeline is dumped and was compared, but the two the triggers keep"
+                    AND tablename NOT IN ('job_queue', 'finished_counts', 'usage_days')")" \
+   "every table of upload_pipeline is dumped and was compared, but the three the triggers keep"
 is "$(q tvdb_src "SELECT count(*) FROM upload_pipeline.upload_jobs j WHERE status_changed_at <> (SELECT max(ts)
         FROM upload_pipeline.events e WHERE e.job_id = j.job_id AND e.to_status IS NOT NULL)")" 0 \
    "(in the source each job's status time is its last event's)"

@@ -1,0 +1,1 @@
+../../install/51_usage_days.sql
