@@ -25,7 +25,7 @@ trap 'tvdb_cluster_stop; rm -rf "$WORK"' EXIT
 tvdb_cluster_start "tvdb.database = 'none'" "shared_buffers = '1GB'" "max_wal_size = '8GB'" >/dev/null
 
 # The same 200 recent documents in both: 150 complete with three requests,
-# 30 waiting for their parse, 20 failed.
+# 30 waiting for their parse, 20 failed; a monthly and a daily budget.
 recent() {
     psql -X -q -v ON_ERROR_STOP=1 -d "$1" <<'SQL'
 SET client_min_messages = error;
@@ -43,6 +43,7 @@ SELECT count(tvdb.transition(pg_temp.job('broken-' || i || '.md', '{parse_queued
 FROM generate_series(1, 20) i;
 INSERT INTO upload_pipeline.usage (service, operation, job_id, http_status, latency_ms, pages, cost_usd)
 SELECT 'llamaparse', op, job, 200, 100, 2, 0.003 FROM done, unnest('{upload,job_status,result}'::text[]) op;
+SELECT tvdb.set_budget('llamaparse', 'month', 100000), tvdb.set_budget('all', 'day', 100000);
 SQL
 }
 for db in a b; do
