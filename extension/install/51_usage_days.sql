@@ -14,48 +14,9 @@ CREATE TABLE upload_pipeline.usage_days (
 COMMENT ON TABLE upload_pipeline.usage_days IS
     'the ledger''s cost per UTC day and service (the sum over slots), kept by its triggers; not dumped';
 
--- One upsert of a statement's changes, in key order (no deadlock).
-CREATE FUNCTION tvdb._usage_days_add(changes jsonb) RETURNS void LANGUAGE sql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO upload_pipeline.usage_days AS d (day, service, slot, cost_usd)
-    SELECT (c->>'day')::date, c->>'service', (pg_backend_pid() % 8)::smallint, (c->>'cost')::numeric
-    FROM jsonb_array_elements(changes) c
-    ORDER BY 1, 2
-    ON CONFLICT (day, service, slot) DO UPDATE SET cost_usd = d.cost_usd + excluded.cost_usd
-$$;
-
-CREATE FUNCTION tvdb._usage_days_kept() RETURNS trigger LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    changes jsonb;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        DELETE FROM upload_pipeline.usage_days;
-        RETURN NULL;
-    ELSIF TG_OP = 'INSERT' THEN
-        SELECT jsonb_agg(jsonb_build_object('day', day, 'service', service, 'cost', cost)) INTO changes
-        FROM (SELECT (n.ts AT TIME ZONE 'UTC')::date AS day, n.service, sum(n.cost_usd) AS cost
-              FROM new_rows n GROUP BY 1, 2 HAVING sum(n.cost_usd) <> 0) s;
-    ELSIF TG_OP = 'UPDATE' THEN
-        SELECT jsonb_agg(jsonb_build_object('day', day, 'service', service, 'cost', cost)) INTO changes
-        FROM (SELECT day, service, sum(cost) AS cost
-              FROM (SELECT (n.ts AT TIME ZONE 'UTC')::date AS day, n.service, n.cost_usd AS cost FROM new_rows n
-                    UNION ALL
-                    SELECT (o.ts AT TIME ZONE 'UTC')::date, o.service, -o.cost_usd FROM old_rows o) x
-              GROUP BY 1, 2 HAVING sum(cost) <> 0) s;
-    ELSE
-        SELECT jsonb_agg(jsonb_build_object('day', day, 'service', service, 'cost', -cost)) INTO changes
-        FROM (SELECT (o.ts AT TIME ZONE 'UTC')::date AS day, o.service, sum(o.cost_usd) AS cost
-              FROM old_rows o GROUP BY 1, 2 HAVING sum(o.cost_usd) <> 0) s;
-    END IF;
-    IF changes IS NOT NULL THEN
-        PERFORM tvdb._usage_days_add(changes);
-    END IF;
-    RETURN NULL;
-END
-$$;
+-- In C (src/backend/usage_days.c): the worker writes the ledger twice per request.
+CREATE FUNCTION tvdb._usage_days_kept() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'tvdb_usage_days_kept' LANGUAGE C;
 CREATE TRIGGER usage_days_insert AFTER INSERT ON upload_pipeline.usage
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tvdb._usage_days_kept();
 CREATE TRIGGER usage_days_update AFTER UPDATE ON upload_pipeline.usage
@@ -80,9 +41,7 @@ $$;
 -- What is still reserved is read from the few rows that hold a reservation.
 CREATE INDEX usage_reserved_ts_idx ON upload_pipeline.usage (ts) WHERE reserved_usd > 0;
 
-COMMENT ON FUNCTION tvdb._usage_days_add(jsonb) IS 'internal: add a statement''s cost changes to usage_days';
 COMMENT ON FUNCTION tvdb._usage_days_kept() IS 'internal (trigger): usage_days follows the ledger';
 COMMENT ON FUNCTION tvdb._spent_since(text[], date) IS 'internal: the ledger''s cost of these services since a UTC day';
-REVOKE ALL ON FUNCTION tvdb._usage_days_add(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._usage_days_kept() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._spent_since(text[], date) FROM PUBLIC;
