@@ -111,11 +111,16 @@ idle_a() {
 # found work due but held by the other worker's open transaction looks
 # again a second later (a worker that kept doing so would never settle).
 a_before=$(idle_a)
+settled=no
 for _ in $(seq 1 10); do
     sleep 2
-    [ "$(idle_a)" = "$a_before" ] && break
+    [ "$(idle_a)" = "$a_before" ] && { settled=yes; break; }
     a_before=$(idle_a)
 done
+# (diagnostic: CI once saw both of A's workers pass again a second later)
+[ $settled = yes ] || echo "# $A's workers never held still for 2 s in 20 s; its queue then: $(qd "$A" \
+    "select coalesce(string_agg(status || ' due ' || due_at || ' lease ' || coalesce(lease_expires_at::text, '-'), ', '), 'empty')
+     from upload_pipeline.job_queue")"
 upload "$B" b1w 5
 wait_settled "$B" b1w 60; ok $? "five more documents in \"$B\" complete"
 is "$(idle_a)" "$a_before" "$A's idle workers were not woken by \"$B\"'s commits"
