@@ -125,3 +125,10 @@ WHERE d.filename ~ '^(h[0-9]+|q[0-9]|p1)\.md$';
 SELECT count(*) AS left_queued FROM upload_pipeline.job_queue q JOIN upload_pipeline.documents d USING (document_id)
 WHERE d.filename ~ '^(h[0-9]+|q[0-9]|p1)\.md$';
 SELECT pg_temp.count_mismatches() AS count_mismatches_after_delete;
+
+-- Nothing queued: the worker's due time is NULL (it sleeps until a commit
+-- wakes it), not 0 (which made an idle worker look again every second).
+BEGIN;
+DELETE FROM upload_pipeline.job_queue;
+SELECT tvdb._next_due_ms() IS NULL AS nothing_due;
+ROLLBACK;

@@ -84,7 +84,9 @@ CREATE FUNCTION tvdb._next_due_ms() RETURNS double precision
     LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-    RETURN (SELECT greatest(0, extract(epoch FROM min(d.due) - clock_timestamp()) * 1000)  -- NULL: nothing at all
+    -- NULL when nothing is queued: greatest() skips a NULL, so it is not asked
+    RETURN (SELECT CASE WHEN min(d.due) IS NOT NULL
+                        THEN greatest(0, extract(epoch FROM min(d.due) - clock_timestamp()) * 1000) END
             FROM tvdb.statuses s,
                  LATERAL (SELECT q.due_at AS due FROM upload_pipeline.job_queue q
                           WHERE q.status = s.status ORDER BY q.due_at LIMIT 1) d
