@@ -331,6 +331,24 @@ relay(struct MHD_Connection *conn, Request *req, PGresult *res)
 	return ret;
 }
 
+/*
+ * A function given text from the request: its answer relayed; 503 when the
+ * database is out of reach, 400 when it cannot take the text as text
+ * (class 22: bad UTF-8), 500 for any other error.
+ */
+static enum MHD_Result
+relay_text_args(struct MHD_Connection *conn, Request *req, DbOutcome outcome, PGresult *res,
+				const char *errbuf)
+{
+	if (outcome == DB_UNAVAILABLE)
+		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR && strncmp(pool_sqlstate(), "22", 2) == 0)
+		return reply_error(conn, req, 400, "bad_request", errbuf, NULL);
+	if (outcome == DB_SQL_ERROR)
+		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
+	return relay(conn, req, res);
+}
+
 static enum MHD_Result
 handle_webhook(struct MHD_Connection *conn, Request *req)
 {
@@ -400,14 +418,7 @@ handle_upload(struct MHD_Connection *conn, Request *req)
 		outcome = pool_exec(upload_sql, 4, types, params, lengths, formats,
 							&res, errbuf, sizeof(errbuf));
 	}
-	if (outcome == DB_UNAVAILABLE)
-		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
-	/* class 22: a filename or type the database cannot take as text (bad UTF-8) */
-	if (outcome == DB_SQL_ERROR && strncmp(pool_sqlstate(), "22", 2) == 0)
-		return reply_error(conn, req, 400, "bad_request", errbuf, NULL);
-	if (outcome == DB_SQL_ERROR)
-		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
-	return relay(conn, req, res);
+	return relay_text_args(conn, req, outcome, res, errbuf);
 }
 
 /* tvdb.health as JSON: 200 when ok or degraded, 503 when down or unreachable. */
@@ -536,14 +547,7 @@ handle_monitor(struct MHD_Connection *conn, Request *req, const char *url)
 	outcome = pool_exec(monitor_sql, 3, types, params, NULL, NULL, &res, errbuf, sizeof(errbuf));
 	explicit_bzero(own, strlen(own));
 	free(own);
-	if (outcome == DB_UNAVAILABLE)
-		return reply_error(conn, req, 503, "database_unavailable", errbuf, NULL);
-	/* class 22: an argument the database cannot take as text (bad UTF-8) */
-	if (outcome == DB_SQL_ERROR && strncmp(pool_sqlstate(), "22", 2) == 0)
-		return reply_error(conn, req, 400, "bad_request", errbuf, NULL);
-	if (outcome == DB_SQL_ERROR)
-		return reply_error(conn, req, 500, "database_error", errbuf, NULL);
-	return relay(conn, req, res);
+	return relay_text_args(conn, req, outcome, res, errbuf);
 }
 
 /* ---- libmicrohttpd callbacks --------------------------------------- */
