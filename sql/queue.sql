@@ -105,6 +105,7 @@ SELECT name, argtypes FROM tvdb._hot_statements() ORDER BY name;
 EXPLAIN (COSTS OFF) EXECUTE hot_take('parsed', 'chunking', 'w', 64, 60);
 EXPLAIN (COSTS OFF) EXECUTE hot_claim('uploaded', 'w', 16, 60);
 EXPLAIN (COSTS OFF) EXECUTE hot_move('{}', 'w', 'chunking', 'chunks_stored', true);
+EXPLAIN (COSTS OFF) EXECUTE hot_move_parsed('{}', 'w', '{}', '{}');
 EXPLAIN (COSTS OFF) EXECUTE hot_queue_put('{}', '{}', '{}', '{}', '{}', '{}');
 EXPLAIN (COSTS OFF) EXECUTE hot_queue_drop('{}', '{}');
 -- the worker's due time: the first entry of each working status in the due index

@@ -157,6 +157,17 @@ SELECT cardinality(tvdb._advance_all(ARRAY[:'b1']::uuid[], 'regress', 'parse_que
 SELECT pg_temp.state(:'b1') AS b1, pg_temp.state(:'b2') AS b2;
 SELECT to_status, payload FROM upload_pipeline.events WHERE job_id = :'b2' ORDER BY seq DESC LIMIT 1;
 SELECT tvdb._advance_all(ARRAY[:'b1']::uuid[], 'regress', 'uploaded', 'parse_queued', ARRAY['{}', '{}']::jsonb[]);
+-- A parse's result moves its job to parsed with the markdown's path and hash
+-- in the same UPDATE (one row version); a job leased to another is left alone.
+SELECT pg_temp.leased_job('ap1.md', 'parse_queued') AS ap1, pg_temp.leased_job('ap2.md', 'parse_queued') AS ap2 \gset
+UPDATE upload_pipeline.upload_jobs SET lease_owner = 'another worker' WHERE job_id = :'ap2';
+SELECT tvdb._advance_parsed(ARRAY[:'ap1', :'ap2']::uuid[], 'regress', ARRAY['storage://parsed/ap1', 'storage://parsed/ap2'],
+                            ARRAY[repeat('a', 64), repeat('b', 64)], ARRAY['{"via": "poll"}', '{}']::jsonb[]) = ARRAY[:'ap1']::uuid[] AS moved_ap1_only;
+SELECT d.filename, pg_temp.state(j.job_id), j.parsed_path, j.parsed_sha256, e.payload
+FROM upload_pipeline.upload_jobs j JOIN upload_pipeline.documents d USING (document_id)
+LEFT JOIN upload_pipeline.events e ON e.job_id = j.job_id AND e.to_status = 'parsed'
+WHERE d.filename IN ('ap1.md', 'ap2.md') ORDER BY 1;
+SELECT tvdb._advance_parsed(ARRAY[:'ap2']::uuid[], 'another worker', ARRAY['a', 'b'], ARRAY['c']);
 -- An edge the state machine does not allow is refused by the trigger, as for anybody.
 UPDATE upload_pipeline.upload_jobs SET lease_owner = 'regress' WHERE job_id = :'b2';
 SELECT tvdb._advance(:'b2', 'regress', 'parsed', 'complete');

@@ -201,6 +201,10 @@ $$;
 -- batch still leased to owner in parse_queued (a webhook may have parsed
 -- the others meanwhile): markdowns[i] and details[i] go with jobs[i].  The
 -- ids of the jobs moved.
+CREATE FUNCTION tvdb._advance_parsed(jobs uuid[], owner text, paths text[], sha256s text[],
+                                     details jsonb[] DEFAULT NULL)
+    RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_parsed' LANGUAGE C;
+
 CREATE FUNCTION tvdb._store_parsed_all(jobs uuid[], owner text, markdowns text[], details jsonb[])
     RETURNS uuid[] LANGUAGE plpgsql
 AS $$
@@ -209,13 +213,14 @@ DECLARE
     docs uuid[];
     paths text[];
     mds bytea[];
+    shas text[];
     ds jsonb[];
 BEGIN
     SELECT array_agg(v.job ORDER BY v.i), array_agg(u.document_id ORDER BY v.i),
            array_agg(tvdb._parsed_path(u.document_id, v.job) ORDER BY v.i),
-           array_agg(v.md ORDER BY v.i),
+           array_agg(v.md ORDER BY v.i), array_agg(encode(sha256(v.md), 'hex') ORDER BY v.i),
            array_agg(v.detail || jsonb_build_object('content_length', octet_length(v.md)) ORDER BY v.i)
-    INTO ours, docs, paths, mds, ds
+    INTO ours, docs, paths, mds, shas, ds
     FROM (SELECT w.job, w.i, w.detail, convert_to(w.markdown, 'UTF8') AS md
           FROM unnest(jobs, markdowns, details) WITH ORDINALITY AS w(job, markdown, detail, i)) v
     JOIN (SELECT u.job_id, u.document_id FROM upload_pipeline.upload_jobs u
@@ -225,16 +230,12 @@ BEGIN
         RETURN '{}';
     END IF;
     INSERT INTO upload_pipeline.blobs (document_id, path, content, content_type, sha256, size_bytes)
-    SELECT v.doc, v.path, v.md, 'text/markdown', encode(sha256(v.md), 'hex'), octet_length(v.md)
-    FROM unnest(docs, paths, mds) AS v(doc, path, md)
+    SELECT v.doc, v.path, v.md, 'text/markdown', v.sha, octet_length(v.md)
+    FROM unnest(docs, paths, mds, shas) AS v(doc, path, md, sha)
     ON CONFLICT (document_id, path) DO UPDATE
         SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256,
             size_bytes = EXCLUDED.size_bytes, created_at = now();
-    UPDATE upload_pipeline.upload_jobs u
-    SET parsed_path = v.path, parsed_sha256 = encode(sha256(v.md), 'hex'), next_poll_at = NULL
-    FROM unnest(ours, paths, mds) AS v(job, path, md)
-    WHERE u.job_id = v.job;
-    RETURN tvdb._advance_all(ours, owner, 'parse_queued', 'parsed', ds);
+    RETURN tvdb._advance_parsed(ours, owner, paths, shas, ds);
 END
 $$;
 
@@ -291,6 +292,9 @@ REVOKE ALL ON FUNCTION tvdb._take(text, text, text, integer, integer) FROM PUBLI
 REVOKE ALL ON FUNCTION tvdb._advance_path(uuid[], text, text[], jsonb[]) FROM PUBLIC;
 COMMENT ON FUNCTION tvdb._advance_path(uuid[], text, text[], jsonb[]) IS
     'internal (worker): move leased jobs along a path of statuses in one UPDATE, an event per edge';
+REVOKE ALL ON FUNCTION tvdb._advance_parsed(uuid[], text, text[], text[], jsonb[]) FROM PUBLIC;
+COMMENT ON FUNCTION tvdb._advance_parsed(uuid[], text, text[], text[], jsonb[]) IS
+    'internal (worker): move leased jobs from parse_queued to parsed with their markdown''s path and hash, in one UPDATE';
 REVOKE ALL ON FUNCTION tvdb._record_usage(text, text, uuid, uuid[], integer, double precision,
                                           integer, boolean, integer, integer, numeric, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tvdb._store_parsed(uuid, text, text, jsonb) FROM PUBLIC;

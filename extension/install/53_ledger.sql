@@ -47,42 +47,13 @@ END
 $$;
 
 -- A ledger row written for an answer completes the request's pre-send row
--- (and is not inserted).  No answer (HTTP 0: a timeout, a reset) leaves the
--- outcome unknown, held at the estimate; an accepted LlamaParse upload
--- keeps its reservation until its parse is settled (below), unless its job
--- was cancelled or deleted meanwhile: that parse is never settled.
-CREATE FUNCTION tvdb._usage_answered() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    id bigint;
-BEGIN
-    IF NEW.state <> 'answered' THEN
-        RETURN NEW;
-    END IF;
-    FOREACH id IN ARRAY tvdb._sent_requests(NEW.service, NEW.operation, NEW.job_id, NEW.job_ids) LOOP
-        UPDATE upload_pipeline.usage u
-        SET http_status = NEW.http_status, latency_ms = NEW.latency_ms, pages = NEW.pages,
-            cache_hit = NEW.cache_hit, inputs = NEW.inputs, prompt_tokens = NEW.prompt_tokens,
-            cost_usd = NEW.cost_usd, error = NEW.error, model = coalesce(NEW.model, u.model),
-            credits = NEW.credits,
-            job_ids = CASE WHEN cardinality(u.job_ids) > 0 THEN u.job_ids ELSE NEW.job_ids END,
-            state = CASE WHEN NEW.http_status = 0 THEN 'unknown' ELSE 'answered' END,
-            reserved_usd = CASE WHEN NEW.http_status = 0 THEN u.estimated_usd
-                                WHEN u.service = 'llamaparse' AND u.operation = 'upload'
-                                     AND NEW.http_status BETWEEN 200 AND 299
-                                     AND EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs j
-                                                 WHERE j.job_id = u.job_id
-                                                   AND j.status IN ('uploaded', 'parse_queued')) THEN u.estimated_usd
-                                ELSE 0 END
-        WHERE u.usage_id = id AND u.state = 'sent';
-        IF FOUND THEN
-            RETURN NULL;
-        END IF;
-    END LOOP;
-    RETURN NEW;
-END
-$$;
+-- (and is not inserted): src/worker/ledger.c, in C as every request,
+-- polls included, writes one.  No answer (HTTP 0: a timeout, a reset)
+-- leaves the outcome unknown, held at the estimate; an accepted LlamaParse
+-- upload keeps its reservation until its parse is settled (below), unless
+-- its job was cancelled or deleted meanwhile: that parse is never settled.
+CREATE FUNCTION tvdb._usage_answered() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'tvdb_usage_answered' LANGUAGE C;
 CREATE TRIGGER usage_answered BEFORE INSERT ON upload_pipeline.usage
     FOR EACH ROW EXECUTE FUNCTION tvdb._usage_answered();
 

@@ -9,6 +9,7 @@
  *   tvdb._take(from, to, owner, n, lease_seconds) -> uuid[]
  *   tvdb._claim(status, owner, n, lease_seconds) -> setof uuid
  *   tvdb._advance_path(jobs[], owner, path[], details[]) -> uuid[]
+ *   tvdb._advance_parsed(jobs[], owner, paths[], sha256s[], details[]) -> uuid[]
  *
  * A job moves only while it is still in `from` and leased to `owner`;
  * the others are left alone (the lease was lost, or a webhook moved the job
@@ -34,6 +35,7 @@ PG_FUNCTION_INFO_V1(tvdb_advance_all);
 PG_FUNCTION_INFO_V1(tvdb_take);
 PG_FUNCTION_INFO_V1(tvdb_claim);
 PG_FUNCTION_INFO_V1(tvdb_advance_path);
+PG_FUNCTION_INFO_V1(tvdb_advance_parsed);
 
 static void
 check_status_name(text *name)
@@ -61,6 +63,28 @@ moved_ids(MemoryContext cxt)
 	return PointerGetDatum(a);
 }
 
+/* details (NULL: none) as one Datum per job, 0 for a null one; NULL if none. */
+static Datum *
+details_of(ArrayType *details, int n)
+{
+	Datum	   *detail_d;
+	bool	   *detail_null;
+	int			nd;
+
+	if (details == NULL)
+		return NULL;
+	deconstruct_array(details, JSONBOID, -1, false, TYPALIGN_INT, &detail_d, &detail_null, &nd);
+	if (nd != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%d details for %d jobs", nd, n),
+				 errhint("Pass one detail per job, or none.")));
+	for (int i = 0; i < n; i++)
+		if (detail_null[i])
+			detail_d[i] = (Datum) 0;
+	return detail_d;
+}
+
 /*
  * Move jobs[i] (with details[i], NULL = none) from `from` to `to` if still
  * leased to owner; leaves the moved ids in SPI_tuptable.
@@ -72,26 +96,13 @@ move_jobs(ArrayType *jobs, ArrayType *details, text *owner, text *from, text *to
 	const TvdbHotStatement *move = &tvdb_hot[TVDB_HOT_MOVE];
 	Datum		args[5];
 	Datum	   *job_d;
-	Datum	   *detail_d = NULL;
-	bool	   *detail_null = NULL;
+	Datum	   *detail_d;
 	int			n;
-	int			nd = 0;
 
 	check_status_name(from);
 	check_status_name(to);
 	deconstruct_array(jobs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
-	if (details != NULL)
-	{
-		deconstruct_array(details, JSONBOID, -1, false, TYPALIGN_INT, &detail_d, &detail_null, &nd);
-		if (nd != n)
-			ereport(ERROR,
-					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-					 errmsg("%d details for %d jobs", nd, n),
-					 errhint("Pass one detail per job, or none.")));
-		for (int i = 0; i < n; i++)
-			if (detail_null[i])
-				detail_d[i] = (Datum) 0;
-	}
+	detail_d = details_of(details, n);
 	args[0] = PointerGetDatum(jobs);
 	args[1] = PointerGetDatum(owner);
 	args[2] = PointerGetDatum(from);
@@ -180,6 +191,46 @@ tvdb_advance_path(PG_FUNCTION_ARGS)
 	move_jobs(PG_GETARG_ARRAYTYPE_P(0), PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3),
 		 PG_GETARG_TEXT_PP(1), DatumGetTextPP(steps[0]), DatumGetTextPP(steps[nsteps - 1]),
 		 false, via, nsteps - 2);
+	moved = moved_ids(cxt);
+	tvdb_spi_finish();
+	PG_RETURN_DATUM(moved);
+}
+
+/*
+ * tvdb._advance_parsed(jobs[], owner, paths[], sha256s[], details[]): the
+ * jobs still leased to owner in parse_queued move to parsed with their
+ * parsed markdown's path and hash set in the same UPDATE: one row version
+ * (and one queue row change) instead of an update and then a move.  The ids
+ * of the jobs moved.
+ */
+Datum
+tvdb_advance_parsed(PG_FUNCTION_ARGS)
+{
+	const TvdbHotStatement *st = &tvdb_hot[TVDB_HOT_MOVE_PARSED];
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		args[4];
+	Datum	   *job_d;
+	Datum	   *detail_d;
+	int			n;
+	Datum		moved;
+
+	for (int i = 0; i < 4; i++)
+	{
+		if (PG_ARGISNULL(i))
+			PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
+		args[i] = PG_GETARG_DATUM(i);
+	}
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
+	if (ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(2)), ARR_DIMS(PG_GETARG_ARRAYTYPE_P(2))) != n ||
+		ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(3)), ARR_DIMS(PG_GETARG_ARRAYTYPE_P(3))) != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%d jobs need as many paths and hashes", n),
+				 errhint("Pass paths[i] and sha256s[i] for jobs[i].")));
+	detail_d = details_of(PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4), n);
+	tvdb_spi_connect();
+	tvdb_update_with_path(st->sql, st->nargs, st->types, args, NULL, job_d, detail_d, detail_d ? n : 0,
+						  NULL, 0, SPI_OK_UPDATE_RETURNING);
 	moved = moved_ids(cxt);
 	tvdb_spi_finish();
 	PG_RETURN_DATUM(moved);

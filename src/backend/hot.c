@@ -20,10 +20,13 @@ PG_FUNCTION_INFO_V1(tvdb_hot_statements);
  * Due jobs in status $1 that nobody holds, oldest due first, locked: their
  * queue rows are taken in due order (job_queue holds only open jobs), then
  * the jobs themselves, each SKIP LOCKED, so a claim never waits for anyone.
- * The job's own columns have the last word.
+ * The job's own columns have the last word.  The rows are returned by
+ * ctid: locked, they stay where they are until the UPDATE that takes them
+ * (a TID scan, not a second probe of the job index; a row a concurrent
+ * change moved after the statement's snapshot is left to the next claim).
  */
 #define DUE_JOBS(n) \
-	"SELECT c.job_id FROM upload_pipeline.upload_jobs c" \
+	"SELECT c.ctid FROM upload_pipeline.upload_jobs c" \
 	" WHERE c.job_id = ANY (ARRAY(SELECT q.job_id FROM upload_pipeline.job_queue q" \
 	"                             WHERE q.status = $1 AND q.due_at <= now()" \
 	"                             ORDER BY q.due_at LIMIT " n " FOR UPDATE SKIP LOCKED))" \
@@ -38,14 +41,14 @@ const TvdbHotStatement tvdb_hot[TVDB_NUM_HOT] = {
 		"UPDATE upload_pipeline.upload_jobs u "
 		"SET status = $2, next_poll_at = NULL, lease_owner = $3,"
 		" lease_expires_at = now() + make_interval(secs => $5) "
-		"WHERE u.job_id = ANY (ARRAY(" DUE_JOBS("$4") ")) "
+		"WHERE u.ctid = ANY (ARRAY(" DUE_JOBS("$4") ")) "
 		"RETURNING u.job_id",
 	5, {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID}},
 	/* $1 status, $2 owner, $3 n, $4 lease seconds */
 	[TVDB_HOT_CLAIM] = {"claim",
 		"UPDATE upload_pipeline.upload_jobs u "
 		"SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $4) "
-		"WHERE u.job_id = ANY (ARRAY(" DUE_JOBS("$3") ")) "
+		"WHERE u.ctid = ANY (ARRAY(" DUE_JOBS("$3") ")) "
 		"RETURNING u.job_id",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}},
 
@@ -63,6 +66,19 @@ const TvdbHotStatement tvdb_hot[TVDB_NUM_HOT] = {
 		"WHERE u.job_id = ANY ($1) AND u.lease_owner = $2 AND u.status = $3 "
 		"RETURNING u.job_id",
 	5, {UUIDARRAYOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID}},
+
+	/*
+	 * $1 jobs, $2 owner, $3 paths, $4 sha256s: parse_queued -> parsed with
+	 * the stored markdown's path and hash, one row version for both
+	 */
+	[TVDB_HOT_MOVE_PARSED] = {"move_parsed",
+		"UPDATE upload_pipeline.upload_jobs u "
+		"SET status = 'parsed', next_poll_at = NULL, lease_owner = NULL, lease_expires_at = NULL,"
+		" parsed_path = v.path, parsed_sha256 = v.sha "
+		"FROM unnest($1, $3, $4) AS v(job, path, sha) "
+		"WHERE u.job_id = v.job AND u.lease_owner = $2 AND u.status = 'parse_queued' "
+		"RETURNING u.job_id",
+	4, {UUIDARRAYOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID}},
 
 	/* a statement's events, in order (events.c) */
 	[TVDB_HOT_EVENTS] = {"events",

@@ -7,20 +7,26 @@
  * estimate, instead of a request nobody knows was made.
  *
  * The SQL that records answers writes ledger rows as it always has; a
- * trigger (tvdb._usage_answered) makes such a row complete the request's
- * own pre-send row instead.  It finds that row here: among the works whose
- * answers are being recorded now, the one being recorded (when the
+ * trigger (tvdb._usage_answered, here) makes such a row complete the
+ * request's own pre-send row instead.  It finds that row among the works
+ * whose answers are being recorded now: the one being recorded (when the
  * dispatcher records one at a time), else by service, operation and job.
+ * Both writes are in C because every request makes them, polls included.
  */
 #include "worker/ledger.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/rel.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(tvdb_sent_requests);
+PG_FUNCTION_INFO_V1(tvdb_usage_answered);
 
 static List *recording = NIL;	/* works whose answers are being recorded */
 static TvdbWork *current = NULL;	/* the one being recorded alone, if so */
@@ -37,6 +43,15 @@ tvdb_service_name(TvdbService s)
 		default:
 			return "mock";
 	}
+}
+
+/* tvdb._request_sent prices only LlamaParse uploads and OpenAI requests; the rest cost 0. */
+static bool
+is_free(TvdbWork *w)
+{
+	if (w->stage->service == TVDB_SERVICE_OPENAI)
+		return false;
+	return !(w->stage->service == TVDB_SERVICE_LLAMAPARSE && strcmp(w->stage->operation, "upload") == 0);
 }
 
 /*
@@ -78,8 +93,17 @@ tvdb_ledger_sent(TvdbWork *w)
 	else
 		nulls[7] = 'n';
 	w->usage_id = 0;
-	if (tvdb_spi_run("SELECT tvdb._request_sent($1, $2, $3, $4, $5, $6, $7, $8)",
-					 8, types, values, nulls, SPI_OK_SELECT) == 1)
+	if (is_free(w))
+	{
+		/* what tvdb._request_sent writes for a request priced at 0, which no budget refuses */
+		tvdb_spi_run("INSERT INTO upload_pipeline.usage (service, operation, job_id, job_ids, state,"
+					 " estimated_usd, reserved_usd, owner, job_tokens) "
+					 "VALUES ($1, $2, $3, coalesce($4, '{}'), 'sent', 0, 0, $5, $8) RETURNING usage_id",
+					 8, types, values, nulls, SPI_OK_INSERT_RETURNING);
+		w->usage_id = DatumGetInt64(tvdb_spi_datum(0, 1, &isnull));
+	}
+	else if (tvdb_spi_run("SELECT tvdb._request_sent($1, $2, $3, $4, $5, $6, $7, $8)",
+						  8, types, values, nulls, SPI_OK_SELECT) == 1)
 	{
 		Datum		id = tvdb_spi_datum(0, 1, &isnull);
 
@@ -144,41 +168,166 @@ matches(TvdbWork *w, const char *service, const char *operation, const char *job
 }
 
 /*
- * tvdb._sent_requests(service text, operation text, job uuid, job_ids uuid[])
- * RETURNS bigint[]: the pre-send rows a ledger row being written may
- * complete, the likeliest first; none outside the worker's recording.
+ * The pre-send rows a ledger row for (service, operation, job or job_ids)
+ * may complete, the likeliest first, into ids (room for every work being
+ * recorded, plus one); how many.  None outside the worker's recording.
  */
-Datum
-tvdb_sent_requests(PG_FUNCTION_ARGS)
+static int
+candidates(const char *service, const char *operation, Datum job, bool job_null,
+		   Datum job_ids, bool job_ids_null, Datum *ids)
 {
-	char	   *service = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *operation = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *job = PG_ARGISNULL(2) ? NULL : DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(2)));
-	Datum	   *uuids = NULL;
-	char	  **job_ids = NULL;
-	int			njob_ids = 0;
-	Datum	   *ids = palloc(sizeof(Datum) * (list_length(recording) + 1));
+	char	   *job_text = job_null ? NULL : DatumGetCString(DirectFunctionCall1(uuid_out, job));
+	char	  **texts = NULL;
+	int			ntexts = 0;
 	int			n = 0;
 	ListCell   *lc;
 
 	if (recording == NIL && current == NULL)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(INT8OID));
-	if (!PG_ARGISNULL(3))
+		return 0;
+	if (!job_ids_null)
 	{
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
-						  &uuids, NULL, &njob_ids);
-		job_ids = palloc(sizeof(char *) * Max(njob_ids, 1));
-		for (int i = 0; i < njob_ids; i++)
-			job_ids[i] = DatumGetCString(DirectFunctionCall1(uuid_out, uuids[i]));
+		Datum	   *uuids;
+
+		deconstruct_array(DatumGetArrayTypeP(job_ids), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+						  &uuids, NULL, &ntexts);
+		texts = palloc(sizeof(char *) * Max(ntexts, 1));
+		for (int i = 0; i < ntexts; i++)
+			texts[i] = DatumGetCString(DirectFunctionCall1(uuid_out, uuids[i]));
 	}
-	if (current != NULL && matches(current, service, operation, job, job_ids, njob_ids))
+	if (current != NULL && matches(current, service, operation, job_text, texts, ntexts))
 		ids[n++] = Int64GetDatum(current->usage_id);
 	foreach(lc, recording)
 	{
 		TvdbWork   *w = lfirst(lc);
 
-		if (w != current && matches(w, service, operation, job, job_ids, njob_ids))
+		if (w != current && matches(w, service, operation, job_text, texts, ntexts))
 			ids[n++] = Int64GetDatum(w->usage_id);
 	}
+	return n;
+}
+
+/*
+ * tvdb._sent_requests(service text, operation text, job uuid, job_ids uuid[])
+ * RETURNS bigint[]: candidates() for SQL (tests call it to see what the
+ * trigger would complete).
+ */
+Datum
+tvdb_sent_requests(PG_FUNCTION_ARGS)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * (list_length(recording) + 1));
+	int			n = candidates(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							   PG_GETARG_DATUM(2), PG_ARGISNULL(2), PG_GETARG_DATUM(3), PG_ARGISNULL(3), ids);
+
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* The answer's columns an UPDATE of its pre-send row takes ($2 ... $12; $1 is the row's id). */
+static const char *const answer_columns[] = {"http_status", "latency_ms", "pages", "cache_hit", "inputs",
+"prompt_tokens", "cost_usd", "error", "model", "credits", "job_ids"};
+#define NANSWER lengthof(answer_columns)
+
+/*
+ * No answer (HTTP 0: a timeout, a reset) leaves the outcome unknown, held
+ * at the estimate; an accepted LlamaParse upload keeps its reservation until
+ * its parse is settled (tvdb._parse_settled), unless its job was cancelled
+ * or deleted meanwhile: that parse is never settled.
+ */
+#define COMPLETE_SENT \
+	"UPDATE upload_pipeline.usage u " \
+	"SET http_status = $2, latency_ms = $3, pages = $4, cache_hit = $5, inputs = $6," \
+	" prompt_tokens = $7, cost_usd = $8, error = $9, model = coalesce($10, u.model), credits = $11," \
+	" job_ids = CASE WHEN cardinality(u.job_ids) > 0 THEN u.job_ids ELSE $12 END," \
+	" state = CASE WHEN $2 = 0 THEN 'unknown' ELSE 'answered' END," \
+	" reserved_usd = CASE WHEN $2 = 0 THEN u.estimated_usd" \
+	"                     WHEN u.service = 'llamaparse' AND u.operation = 'upload'" \
+	"                          AND $2 BETWEEN 200 AND 299" \
+	"                          AND EXISTS (SELECT 1 FROM upload_pipeline.upload_jobs j" \
+	"                                      WHERE j.job_id = u.job_id" \
+	"                                        AND j.status IN ('uploaded', 'parse_queued')) THEN u.estimated_usd" \
+	"                     ELSE 0 END " \
+	"WHERE u.usage_id = $1 AND u.state = 'sent'"
+
+/*
+ * tvdb._usage_answered(): BEFORE INSERT ... FOR EACH ROW on the ledger.  A
+ * row written for an answer completes its request's pre-send row (and is not
+ * inserted); any other row is inserted as it is.  The update runs as the
+ * ledger's owner, as the SQL that wrote the row may not update the ledger.
+ */
+Datum
+tvdb_usage_answered(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	row;
+	TupleDesc	desc;
+	Datum	   *ids;
+	int			n;
+	Oid			types[NANSWER + 1];
+	Datum		values[NANSWER + 1];
+	char		nulls[NANSWER + 2];
+	bool		isnull;
+	volatile bool done = false;
+	Oid			save_user;
+	int			save_sec;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tvdb._usage_answered() must be fired BEFORE INSERT FOR EACH ROW on upload_pipeline.usage"),
+				 errhint("It is created with the extension; do not call it.")));
+	row = td->tg_trigtuple;
+	desc = RelationGetDescr(td->tg_relation);
+	if (recording == NIL && current == NULL)
+		return PointerGetDatum(row);	/* not the worker's recording: nothing to complete */
+	{
+		Datum		state = heap_getattr(row, tvdb_trigger_column(td, "state"), desc, &isnull);
+
+		if (isnull || strcmp(TextDatumGetCString(state), "answered") != 0)
+			return PointerGetDatum(row);
+	}
+	{
+		bool		job_null,
+					job_ids_null;
+		Datum		service = heap_getattr(row, tvdb_trigger_column(td, "service"), desc, &isnull);
+		Datum		operation = heap_getattr(row, tvdb_trigger_column(td, "operation"), desc, &isnull);
+		Datum		job = heap_getattr(row, tvdb_trigger_column(td, "job_id"), desc, &job_null);
+		Datum		job_ids = heap_getattr(row, tvdb_trigger_column(td, "job_ids"), desc, &job_ids_null);
+
+		ids = palloc(sizeof(Datum) * (list_length(recording) + 1));
+		n = candidates(TextDatumGetCString(service), TextDatumGetCString(operation),
+					   job, job_null, job_ids, job_ids_null, ids);
+	}
+	if (n == 0)
+		return PointerGetDatum(row);
+
+	types[0] = INT8OID;
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[NANSWER + 1] = '\0';
+	for (int i = 0; i < (int) NANSWER; i++)
+	{
+		int			att = tvdb_trigger_column(td, answer_columns[i]);
+
+		types[i + 1] = TupleDescAttr(desc, att - 1)->atttypid;
+		values[i + 1] = heap_getattr(row, att, desc, &isnull);
+		if (isnull)
+			nulls[i + 1] = 'n';
+	}
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(td->tg_relation->rd_rel->relowner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		tvdb_spi_connect();
+		for (int i = 0; i < n && !done; i++)
+		{
+			values[0] = ids[i];
+			done = tvdb_spi_run(COMPLETE_SENT, NANSWER + 1, types, values, nulls, SPI_OK_UPDATE) == 1;
+		}
+		tvdb_spi_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+	}
+	PG_END_TRY();
+	return done ? PointerGetDatum(NULL) : PointerGetDatum(row);
 }
