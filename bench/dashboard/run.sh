@@ -29,12 +29,7 @@ tvdb_cluster_start "tvdb.database = 'none'" "shared_buffers = '1GB'" "max_wal_si
 recent() {
     psql -X -q -v ON_ERROR_STOP=1 -d "$1" <<'SQL'
 SET client_min_messages = error;
-CREATE FUNCTION pg_temp.job(name text, path text[]) RETURNS uuid LANGUAGE plpgsql AS $$
-DECLARE j uuid := tvdb.upload(name, convert_to('# ' || name, 'UTF8'), 'text/markdown'); s text;
-BEGIN
-    FOREACH s IN ARRAY path LOOP PERFORM tvdb.transition(j, s); END LOOP;
-    RETURN j;
-END $$;
+\i test/lib/walk_job.sql
 CREATE TEMP TABLE done AS SELECT pg_temp.job('report-' || i || '.md',
     '{parse_queued,parsed,chunking,chunks_stored,embedding_queued,embedding_in_progress,embeddings_stored,complete}') AS job
 FROM generate_series(1, 150) i;

@@ -36,12 +36,7 @@ q "CREATE ROLE dash_daemon LOGIN; GRANT tvdb_webhook TO dash_daemon"
 # ---- a pipeline in several states -----------------------------------------
 cat >"$WORK/setup.sql" <<'SQL'
 SET client_min_messages = error;
-CREATE FUNCTION pg_temp.job(name text, path text[]) RETURNS uuid LANGUAGE plpgsql AS $$
-DECLARE j uuid := tvdb.upload(name, convert_to('# ' || name, 'UTF8'), 'text/markdown'); s text;
-BEGIN
-    FOREACH s IN ARRAY path LOOP PERFORM tvdb.transition(j, s); END LOOP;
-    RETURN j;
-END $$;
+\i test/lib/walk_job.sql
 CREATE TEMP TABLE done (i serial, job uuid);
 INSERT INTO done (job) SELECT pg_temp.job('report-' || i || '.md',
     '{parse_queued,parsed,chunking,chunks_stored,embedding_queued,embedding_in_progress,embeddings_stored,complete}')
@@ -134,8 +129,13 @@ is "$(dom 'str(len(d.all("g", "data-minute")))')" "60" "the throughput chart has
 is "$(dom 'd.text("cost-today")')" "\$$(q "SELECT to_char(sum(cost_usd), 'FM0.0000') FROM upload_pipeline.usage")" \
    "cost today is the ledger's"
 is "$(dom 'd.row_text("budgets", "data-budget", "openai/month")')" \
-   "$(q "SELECT format('openai per month $%s $%s $%s', to_char(spent_usd, 'FM0.0000'), to_char(reserved_usd, 'FM0.0000'),
-                       to_char(limit_usd, 'FM0.0000')) FROM tvdb.budgets")" "the budget row shows its spend against its limit"
+   "$(q "SELECT format('openai per month $%s $%s $%s',
+                       -- under a hundredth of a cent: two significant digits, as the page shows it
+                       CASE WHEN spent_usd <> 0 AND abs(spent_usd) < 0.0001
+                            THEN round(spent_usd, (1 - floor(log(abs(spent_usd))))::integer)::text
+                            ELSE to_char(spent_usd, 'FM0.0000') END,
+                       to_char(reserved_usd, 'FM0.0000'), to_char(limit_usd, 'FM0.0000')) FROM tvdb.budgets")" \
+   "the budget row shows its spend against its limit (millionths of a dollar, not \$0.0000)"
 is "$(dom 'd.text("health")')" "$(q "SELECT status FROM tvdb.health")" "the health badge is tvdb.health's"
 is "$(dom 'str(len(d.all("tr", "data-service")))')" "2" "a row per circuit"
 dom 'd.text_of("alerts")' | grep -q "broken.md\|failed_parse"; ok $? "the latest alerts include the failed job's"
@@ -154,12 +154,13 @@ report=$(q "SELECT document_id FROM upload_pipeline.documents WHERE filename = '
 browse "$URL/documents/$report#token=$MON"
 is "$(dom 'd.attr("body", "data-loaded")')" "document" "the timeline page renders"
 is "$(dom 'd.text("doc-title")')" "report-1.md" "for its document"
+is "$(dom 'd.text("health")')" "$(q "SELECT status FROM tvdb.health")" "under the pipeline's health, as the dashboard's header"
 is "$(dom '" ".join(r[2] for r in d.rows("timeline", "data-kind", "status"))')" \
    "$(q "SELECT string_agg(to_status, ' ' ORDER BY seq) FROM upload_pipeline.events WHERE document_id = '$report' AND to_status IS NOT NULL")" \
    "every status in order, as the event log has them"
 is "$(dom '" ".join(r[2] + ":" + r[6] for r in d.rows("timeline", "data-kind", "request"))')" \
-   "llamaparse upload:\$0.0060 llamaparse result:\$0.0000 openai embeddings:\$0.0000" \
-   "every request with its cost (the batch's share: 100 of its 400 tokens)"
+   "llamaparse upload:\$0.0060 llamaparse result:\$0.0000 openai embeddings:\$0.0000020" \
+   "every request with its cost (the batch's share: 100 of its 400 tokens, in millionths of a dollar)"
 is "$(dom 'd.text("doc-cost")')" "\$$(q "SELECT to_char(sum(cost_usd), 'FM0.0000') FROM tvdb.job_costs WHERE filename = 'report-1.md'")" \
    "the document's cost is tvdb.job_costs'"
 is "$(dom '" | ".join(r[1] for r in d.rows("chunks", "data-chunk"))')" \

@@ -76,8 +76,12 @@ function num(x, digits) {
   return x === null || x === undefined ? '–' : Number(x).toFixed(digits);
 }
 
+// Two significant digits below a hundredth of a cent: an embedding request
+// costs millionths of a dollar, which four decimals would show as nothing.
 function usd(x) {
-  return '$' + Number(x || 0).toFixed(4);
+  const v = Number(x || 0);
+  if (v !== 0 && Math.abs(v) < 0.0001) return '$' + v.toFixed(Math.min(12, 1 - Math.floor(Math.log10(Math.abs(v)))));
+  return '$' + v.toFixed(4);
 }
 
 function when(ts) {
@@ -146,11 +150,15 @@ function meter(part, whole, limit = true) {
 
 // ---- the dashboard -----------------------------------------------------------
 
-function render(s) {
+function renderHeader(s) {
   $('health').textContent = s.health.status;
   $('health').className = 'badge ' + s.health.status;
   $('health-reason').textContent = s.health.reason;
   $('checked-at').textContent = when(s.checked_at);
+}
+
+function render(s) {
+  renderHeader(s);
   $('backlog-jobs').textContent = s.backlog.jobs;
   $('backlog-oldest').textContent = age(s.backlog.oldest_age_seconds);
   $('hour-completed').textContent = s.throughput.reduce((n, m) => n + m.completed, 0);
@@ -210,8 +218,9 @@ async function search(ev) {
 
 async function showDocument(id) {
   try {
-    const r = await api('/api/v1/documents/' + encodeURIComponent(id));
+    const [r, s] = await Promise.all([api('/api/v1/documents/' + encodeURIComponent(id)), api('/api/v1/status')]);
     const d = r.document;
+    renderHeader(s);
     $('doc-title').textContent = d.filename;
     document.title = d.filename + ' — tvdb';
     $('doc-status').replaceChildren(badge(d.status || 'no job'));
