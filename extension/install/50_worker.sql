@@ -197,14 +197,16 @@ BEGIN
 END
 $$;
 
--- Store parsed markdown and move parse_queued -> parsed, for the jobs of a
--- batch still leased to owner in parse_queued (a webhook may have parsed
--- the others meanwhile): markdowns[i] and details[i] go with jobs[i].  The
--- ids of the jobs moved.
+-- parse_queued -> parsed for the jobs still leased to owner, with their
+-- stored markdown's path and hash in the same UPDATE (src/backend/advance.c).
 CREATE FUNCTION tvdb._advance_parsed(jobs uuid[], owner text, paths text[], sha256s text[],
                                      details jsonb[] DEFAULT NULL)
     RETURNS uuid[] AS 'MODULE_PATHNAME', 'tvdb_advance_parsed' LANGUAGE C;
 
+-- Store parsed markdown and move parse_queued -> parsed, for the jobs of a
+-- batch still leased to owner in parse_queued (a webhook may have parsed
+-- the others meanwhile): markdowns[i] and details[i] go with jobs[i].  The
+-- ids of the jobs moved.
 CREATE FUNCTION tvdb._store_parsed_all(jobs uuid[], owner text, markdowns text[], details jsonb[])
     RETURNS uuid[] LANGUAGE plpgsql
 AS $$

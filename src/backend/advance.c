@@ -63,6 +63,14 @@ moved_ids(MemoryContext cxt)
 	return PointerGetDatum(a);
 }
 
+static int
+array_items(Datum a)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(a);
+
+	return ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+}
+
 /* details (NULL: none) as one Datum per job, 0 for a null one; NULL if none. */
 static Datum *
 details_of(ArrayType *details, int n)
@@ -220,9 +228,8 @@ tvdb_advance_parsed(PG_FUNCTION_ARGS)
 			PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(UUIDOID)));
 		args[i] = PG_GETARG_DATUM(i);
 	}
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
-	if (ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(2)), ARR_DIMS(PG_GETARG_ARRAYTYPE_P(2))) != n ||
-		ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(3)), ARR_DIMS(PG_GETARG_ARRAYTYPE_P(3))) != n)
+	deconstruct_array(DatumGetArrayTypeP(args[0]), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &job_d, NULL, &n);
+	if (array_items(args[2]) != n || array_items(args[3]) != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("%d jobs need as many paths and hashes", n),

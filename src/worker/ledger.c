@@ -263,7 +263,7 @@ tvdb_usage_answered(PG_FUNCTION_ARGS)
 	int			n;
 	Oid			types[NANSWER + 1];
 	Datum		values[NANSWER + 1];
-	char		nulls[NANSWER + 2];
+	char		nulls[NANSWER + 1];
 	bool		isnull;
 	volatile bool done = false;
 	Oid			save_user;
@@ -280,7 +280,7 @@ tvdb_usage_answered(PG_FUNCTION_ARGS)
 	if (recording == NIL && current == NULL)
 		return PointerGetDatum(row);	/* not the worker's recording: nothing to complete */
 	{
-		Datum		state = heap_getattr(row, tvdb_trigger_column(td, "state"), desc, &isnull);
+		Datum		state = tvdb_trigger_value(td, row, "state", &isnull);
 
 		if (isnull || strcmp(TextDatumGetCString(state), "answered") != 0)
 			return PointerGetDatum(row);
@@ -288,10 +288,10 @@ tvdb_usage_answered(PG_FUNCTION_ARGS)
 	{
 		bool		job_null,
 					job_ids_null;
-		Datum		service = heap_getattr(row, tvdb_trigger_column(td, "service"), desc, &isnull);
-		Datum		operation = heap_getattr(row, tvdb_trigger_column(td, "operation"), desc, &isnull);
-		Datum		job = heap_getattr(row, tvdb_trigger_column(td, "job_id"), desc, &job_null);
-		Datum		job_ids = heap_getattr(row, tvdb_trigger_column(td, "job_ids"), desc, &job_ids_null);
+		Datum		service = tvdb_trigger_value(td, row, "service", &isnull);
+		Datum		operation = tvdb_trigger_value(td, row, "operation", &isnull);
+		Datum		job = tvdb_trigger_value(td, row, "job_id", &job_null);
+		Datum		job_ids = tvdb_trigger_value(td, row, "job_ids", &job_ids_null);
 
 		ids = palloc(sizeof(Datum) * (list_length(recording) + 1));
 		n = candidates(TextDatumGetCString(service), TextDatumGetCString(operation),
@@ -302,7 +302,6 @@ tvdb_usage_answered(PG_FUNCTION_ARGS)
 
 	types[0] = INT8OID;
 	memset(nulls, ' ', sizeof(nulls));
-	nulls[NANSWER + 1] = '\0';
 	for (int i = 0; i < (int) NANSWER; i++)
 	{
 		int			att = tvdb_trigger_column(td, answer_columns[i]);
